@@ -1,0 +1,101 @@
+"""Forms for answering, importing, creating projects and managing members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+
+from labeling.models import Item, Label, Project, Role
+from labeling.parsers import FORMATS, Columns
+
+
+class AnswerForm(forms.Form):
+    item = forms.IntegerField(min_value=1)
+    labels = forms.ModelMultipleChoiceField(queryset=Label.objects.none(), required=False)
+    skipped = forms.BooleanField(required=False)
+    seconds = forms.FloatField(required=False, min_value=0)
+    client_id = forms.UUIDField(required=False)
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+        self.fields["labels"].queryset = project.labels.all()  # type: ignore[attr-defined]
+
+    def clean_item(self) -> Item:
+        item = Item.objects.filter(pk=self.cleaned_data["item"], project=self.project).first()
+        if item is None:
+            raise ValidationError("This item is not part of the project.")
+        return item
+
+
+class ProjectForm(forms.ModelForm):
+    labels = forms.CharField(
+        help_text="Comma-separated, in the order of their hotkeys 1-9.",
+        widget=forms.TextInput(attrs={"placeholder": "positive, negative, neutral"}),
+    )
+
+    class Meta:
+        model = Project
+        fields = ["name", "instructions", "multi_label", "overlap"]
+
+    def label_names(self) -> list[str]:
+        return [name.strip() for name in self.cleaned_data["labels"].split(",") if name.strip()]
+
+    def clean_labels(self) -> str:
+        names = [n.strip() for n in self.cleaned_data["labels"].split(",") if n.strip()]
+        if not names:
+            raise ValidationError("Give at least one label.")
+        if len(set(names)) != len(names):
+            raise ValidationError("Label names must be unique.")
+        if any(len(name) > 100 for name in names):
+            raise ValidationError("Label names are at most 100 characters.")
+        return str(self.cleaned_data["labels"])
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField()
+    format = forms.ChoiceField(
+        choices=[("", "From the file name")] + [(f, f.upper()) for f in FORMATS], required=False
+    )
+    text_column = forms.CharField(required=False, help_text="Default: 'text'.")
+    label_column = forms.CharField(required=False, help_text="Default: 'label', if present.")
+    id_column = forms.CharField(required=False, help_text="Default: 'id', if present.")
+    no_header = forms.BooleanField(required=False, label="The first row is data, not a header")
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.SIFT_MAX_UPLOAD_BYTES:
+            limit_mb = settings.SIFT_MAX_UPLOAD_BYTES // (1024 * 1024)
+            raise ValidationError(f"The file is larger than the {limit_mb} MB upload limit.")
+        return upload
+
+    def columns(self) -> Columns:
+        text = self.cleaned_data["text_column"]
+        return Columns(
+            text=[c.strip() for c in text.split(",") if c.strip()] if text else [],
+            label=self.cleaned_data["label_column"] or None,
+            external_id=self.cleaned_data["id_column"] or None,
+            has_header=not self.cleaned_data["no_header"],
+        )
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices)
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput,
+        help_text="Only to create a new account; leave empty to add an existing user.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        username = data.get("username", "")
+        exists = get_user_model().objects.filter(username=username, is_active=True).exists()
+        if not exists and not data.get("password"):
+            raise ValidationError(f"No user {username!r}; give a password to create the account.")
+        return data

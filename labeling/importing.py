@@ -1,0 +1,153 @@
+"""Importing item files into a project: de-duplicated, validated, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import TYPE_CHECKING, BinaryIO
+
+from django.conf import settings
+from django.db import transaction
+
+from labeling.models import (
+    Annotation,
+    Item,
+    Label,
+    Project,
+    content_hash,
+    imported_annotator,
+    normalize_text,
+)
+from labeling.parsers import Columns, ParseError, Rejected, Row, read_rows
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+BATCH_SIZE = 2000
+MAX_REPORTED_REJECTIONS = 200
+
+
+class ImportFailed(Exception):
+    """The file could not be imported; nothing from it was kept."""
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    labeled: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejections: list[Rejected] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"imported {self.imported}, duplicates {self.duplicates}, rejected {self.rejected}"
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejections) < MAX_REPORTED_REJECTIONS:
+            self.rejections.append(Rejected(line, reason))
+
+
+def import_items(project: Project, stream: BinaryIO, fmt: str, columns: Columns) -> ImportReport:
+    """Import every valid record of the file into the project.
+
+    Invalid records are rejected with their line number and reason; duplicate texts (already
+    in the project or earlier in the file) are counted and skipped. Labels in the file become
+    answers by the "imported" pseudo-annotator. A problem with the file as a whole raises
+    ImportFailed and leaves the project exactly as it was.
+    """
+    report = ImportReport()
+    labels = {label.name: label for label in project.labels.all()}
+    importer = imported_annotator()
+    try:
+        with transaction.atomic():
+            valid = _validated(read_rows(stream, fmt, columns), project, labels, report)
+            for batch in _batches(valid, BATCH_SIZE):
+                _store_batch(project, batch, labels, importer, report)
+    except ParseError as exc:
+        raise ImportFailed(f"{exc} Nothing was imported.") from exc
+    return report
+
+
+def _validated(
+    records: Iterable[Row | Rejected],
+    project: Project,
+    labels: dict[str, Label],
+    report: ImportReport,
+) -> Iterator[Row]:
+    max_chars = settings.SIFT_MAX_TEXT_CHARS
+    for record in records:
+        if isinstance(record, Rejected):
+            report.reject(record.line, record.reason)
+            continue
+        text = normalize_text(record.text)
+        if not text:
+            report.reject(record.line, "empty text")
+        elif len(text) > max_chars:
+            report.reject(
+                record.line, f"text is {len(text):,} characters; the limit is {max_chars:,}"
+            )
+        elif unknown := [name for name in record.labels if name not in labels]:
+            report.reject(
+                record.line,
+                f"unknown label {unknown[0]!r} (project labels: {', '.join(labels)})",
+            )
+        elif len(record.labels) > 1 and not project.multi_label:
+            report.reject(record.line, "several labels given but the project is single-label")
+        else:
+            yield Row(record.line, text, record.labels, record.external_id, record.metadata)
+
+
+def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _store_batch(
+    project: Project,
+    batch: list[Row],
+    labels: dict[str, Label],
+    importer: User,
+    report: ImportReport,
+) -> None:
+    hashes = [content_hash(row.text) for row in batch]
+    seen = set(
+        Item.objects.filter(project=project, content_hash__in=hashes).values_list(
+            "content_hash", flat=True
+        )
+    )
+    fresh: list[tuple[Row, Item]] = []
+    for row, digest in zip(batch, hashes, strict=True):
+        if digest in seen:
+            report.duplicates += 1
+            continue
+        seen.add(digest)
+        item = Item(
+            project=project,
+            text=row.text,
+            external_id=row.external_id[:200],
+            metadata=row.metadata,
+            content_hash=digest,
+            answer_count=1 if row.labels else 0,
+        )
+        fresh.append((row, item))
+    Item.objects.bulk_create([item for _, item in fresh])
+    report.imported += len(fresh)
+
+    labeled = [(row, item) for row, item in fresh if row.labels]
+    if not labeled:
+        return
+    annotations = Annotation.objects.bulk_create(
+        [Annotation(item=item, annotator=importer) for _, item in labeled]
+    )
+    through = Annotation.labels.through
+    through.objects.bulk_create(
+        [
+            through(annotation_id=annotation.pk, label_id=labels[name].pk)
+            for (row, _), annotation in zip(labeled, annotations, strict=True)
+            for name in dict.fromkeys(row.labels)
+        ]
+    )
+    report.labeled += len(labeled)

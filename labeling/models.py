@@ -1,0 +1,266 @@
+"""Projects, their label sets and members, items, annotations, and the leased queue."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import unicodedata
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+IMPORTED_USERNAME = "imported"
+LABEL_COLORS = [
+    "#2563eb",
+    "#16a34a",
+    "#dc2626",
+    "#9333ea",
+    "#ea580c",
+    "#0891b2",
+    "#ca8a04",
+    "#db2777",
+    "#4b5563",
+]
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Return the text as stored: NFC-normalized with outer whitespace removed."""
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def content_hash(text: str) -> str:
+    """Hash that treats texts differing only in whitespace runs as the same item."""
+    canonical = _WHITESPACE.sub(" ", normalize_text(text))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def new_random_key() -> float:
+    """A uniform random sort key for the fallback serving order."""
+    return random.random()
+
+
+def default_lease_seconds() -> int:
+    return int(django_settings.SIFT_LEASE_SECONDS)
+
+
+def imported_annotator() -> User:
+    """The pseudo-user that owns labels read from imported files."""
+    user, created = get_user_model().objects.get_or_create(
+        username=IMPORTED_USERNAME, defaults={"is_active": False}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+class Role(models.TextChoices):
+    LEAD = "lead", "Lead"
+    ANNOTATOR = "annotator", "Annotator"
+    REVIEWER = "reviewer", "Reviewer"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    instructions = models.TextField(blank=True)
+    multi_label = models.BooleanField(default=False)
+    overlap = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="How many annotators answer each item (more than 1 measures agreement).",
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=default_lease_seconds,
+        help_text="How long an item stays reserved for the annotator it was served to.",
+    )
+    settings = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def role_of(self, user: User) -> str | None:
+        """The user's role in this project, or None for outsiders."""
+        if not user.is_authenticated:
+            return None
+        membership = self.memberships.filter(user=user).first()
+        return membership.role if membership else None
+
+    def add_member(self, user: User, role: str) -> Membership:
+        """Add the user with this role, or change the role of an existing member."""
+        membership, _ = Membership.objects.update_or_create(
+            project=self, user=user, defaults={"role": role}
+        )
+        return membership
+
+    def set_labels(self, names: list[str]) -> list[Label]:
+        """Create the label set in order, with hotkeys 1-9 and a palette colour each."""
+        cleaned = [name.strip() for name in names if name.strip()]
+        if not cleaned:
+            raise ValidationError("A project needs at least one label.")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValidationError("Label names must be unique.")
+        labels = [
+            Label(
+                project=self,
+                name=name,
+                position=index,
+                hotkey=str(index + 1) if index < 9 else "",
+                color=LABEL_COLORS[index % len(LABEL_COLORS)],
+            )
+            for index, name in enumerate(cleaned)
+        ]
+        return Label.objects.bulk_create(labels)
+
+    def lease_duration(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
+
+
+class Label(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    hotkey = models.CharField(max_length=1, blank=True)
+    color = models.CharField(max_length=7, default=LABEL_COLORS[0])
+    description = models.TextField(blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="unique_label_name"),
+            models.UniqueConstraint(
+                fields=["project", "hotkey"], condition=~Q(hotkey=""), name="unique_label_hotkey"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="unique_membership")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.project}"
+
+
+class Item(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    text = models.TextField()
+    external_id = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+    # Non-skipped answers so far; an item leaves the pool once it reaches the project's overlap.
+    answer_count = models.PositiveIntegerField(default=0)
+    # A fixed random key gives a stable, index-friendly random order when no ranking exists.
+    random_key = models.FloatField(default=new_random_key)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "content_hash"], name="unique_item_text")
+        ]
+        indexes = [
+            models.Index(fields=["project", "answer_count", "random_key"], name="item_pool"),
+            models.Index(fields=["project", "external_id"], name="item_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class Annotation(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations"
+    )
+    labels = models.ManyToManyField(Label, blank=True, related_name="annotations")
+    skipped = models.BooleanField(default=False)
+    seconds_spent = models.FloatField(default=0)
+    client_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="one_answer_per_annotator")
+        ]
+        indexes = [models.Index(fields=["annotator", "created_at"], name="annotation_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on item {self.item_id}"
+
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels.all()]
+
+
+class Lease(models.Model):
+    """An item reserved for one annotator until `expires_at`."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="leases")
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="leases")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="one_lease_per_annotator")
+        ]
+        indexes = [models.Index(fields=["project", "annotator", "expires_at"], name="lease_mine")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} for {self.annotator_id} until {self.expires_at:%H:%M:%S}"
+
+    def is_active(self) -> bool:
+        return self.expires_at > timezone.now()
+
+
+class QueueEntry(models.Model):
+    """One row of the ranked queue that active learning writes; lower rank is served first."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="queue_entries")
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="queue_entry")
+    rank = models.PositiveIntegerField()
+    score = models.FloatField(default=0)
+    model_version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "rank"], name="queue_order")]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} item {self.item_id} (v{self.model_version})"

@@ -1,0 +1,110 @@
+"""Serving items: each annotator gets a different item, reserved by a time-limited lease."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from labeling.models import Annotation, Item, Lease, Project
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+# How many locked-but-unavailable candidates to step over before giving up on one request.
+_MAX_ATTEMPTS = 20
+
+
+def lease_next_item(project: Project, annotator: User) -> Item | None:
+    """Reserve the next item for this annotator, or None when nothing is left for them.
+
+    Items come in the order of the ranked queue that active learning writes, then in a fixed
+    random order. An annotator who still holds a lease gets the same item back, so reloading
+    the page never skips work. On PostgreSQL candidates are locked with
+    SELECT ... FOR UPDATE SKIP LOCKED, so concurrent requests never wait on each other; on
+    SQLite the settings make every transaction IMMEDIATE, which serializes writers.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        held = (
+            Lease.objects.select_related("item")
+            .filter(project=project, annotator=annotator, expires_at__gt=now)
+            .order_by("created_at")
+            .first()
+        )
+        if held is not None:
+            held.expires_at = now + project.lease_duration()
+            held.save(update_fields=["expires_at"])
+            return held.item
+
+        rejected: list[int] = []
+        for ordered in (_ranked(project, annotator, now), _unranked(project, annotator, now)):
+            while len(rejected) < _MAX_ATTEMPTS:
+                item = (
+                    ordered.exclude(pk__in=rejected)
+                    .select_for_update(skip_locked=True, of=("self",))
+                    .first()
+                )
+                if item is None:
+                    break
+                # Re-check with a fresh statement now that the row is locked: a lease committed
+                # after this transaction's query started is only visible from here.
+                if _is_available(item, project, annotator, now):
+                    Lease.objects.update_or_create(
+                        item=item,
+                        annotator=annotator,
+                        defaults={"project": project, "expires_at": now + project.lease_duration()},
+                    )
+                    return item
+                rejected.append(item.pk)
+    return None
+
+
+def release_lease(item: Item, annotator: User) -> None:
+    """Give the item back to the pool, e.g. once the annotator has answered it."""
+    Lease.objects.filter(item=item, annotator=annotator).delete()
+
+
+def _pool(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
+    mine = Annotation.objects.filter(item=OuterRef("pk"), annotator=annotator)
+    pool = Item.objects.filter(project=project, answer_count__lt=project.overlap).filter(
+        ~Exists(mine)
+    )
+    if project.overlap == 1:
+        leased = Lease.objects.filter(item=OuterRef("pk"), expires_at__gt=now)
+        pool = pool.filter(~Exists(leased))
+    else:
+        active = (
+            Lease.objects.filter(item=OuterRef("pk"), expires_at__gt=now)
+            .order_by()
+            .values("item")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        pool = pool.annotate(active_leases=Coalesce(Subquery(active), 0)).filter(
+            answer_count__lt=project.overlap - F("active_leases")
+        )
+    return pool
+
+
+def _ranked(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
+    return (
+        _pool(project, annotator, now)
+        .filter(queue_entry__isnull=False)
+        .order_by("queue_entry__rank")
+    )
+
+
+def _unranked(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
+    return _pool(project, annotator, now).filter(queue_entry__isnull=True).order_by("random_key")
+
+
+def _is_available(item: Item, project: Project, annotator: User, now: datetime) -> bool:
+    if Annotation.objects.filter(item=item, annotator=annotator).exists():
+        return False
+    others = Lease.objects.filter(item=item, expires_at__gt=now).exclude(annotator=annotator)
+    return item.answer_count + others.count() < project.overlap

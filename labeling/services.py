@@ -1,0 +1,189 @@
+"""Answering items: submit, change, undo, and the annotator's progress."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from labeling.models import Annotation, Item, Label, Lease, Project
+from labeling.queue import release_lease
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+MAX_SECONDS_SPENT = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Progress:
+    mine_today: int
+    project_done: int
+    project_total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.project_done / self.project_total if self.project_total else 0.0
+
+
+def resolve_labels(project: Project, names: Sequence[str]) -> list[Label]:
+    """Map label names (or ids) to the project's labels, refusing unknown ones."""
+    by_name = {label.name: label for label in project.labels.all()}
+    by_id = {str(label.pk): label for label in by_name.values()}
+    chosen: list[Label] = []
+    for name in names:
+        label = by_name.get(name) or by_id.get(str(name))
+        if label is None:
+            known = ", ".join(by_name)
+            raise ValidationError(f"Unknown label {name!r}; this project's labels are: {known}.")
+        if label not in chosen:
+            chosen.append(label)
+    return chosen
+
+
+def submit_answer(
+    project: Project,
+    annotator: User,
+    item: Item,
+    labels: Sequence[Label],
+    *,
+    skipped: bool = False,
+    seconds_spent: float = 0.0,
+    client_id: uuid.UUID | None = None,
+) -> tuple[Annotation, bool]:
+    """Store the annotator's answer to the item; returns (annotation, created).
+
+    A repeated submit with the same client id returns the stored answer unchanged, so a
+    retried request is stored once. Answering an item already answered changes that answer.
+    """
+    if item.project_id != project.pk:
+        raise ValidationError("This item belongs to another project.")
+    if any(label.project_id != project.pk for label in labels):
+        raise ValidationError("A label of another project was given.")
+    if skipped:
+        labels = []
+    elif not project.multi_label and len(labels) != 1:
+        raise ValidationError("Choose exactly one label, or skip the item.")
+    seconds = min(max(float(seconds_spent), 0.0), MAX_SECONDS_SPENT)
+    client_id = client_id or uuid.uuid4()
+
+    existing = Annotation.objects.filter(client_id=client_id).first()
+    if existing is not None:
+        return _same_request(existing, annotator, item, labels, skipped), False
+    try:
+        with transaction.atomic():
+            annotation, created = _write_answer(
+                item, annotator, labels, skipped, seconds, client_id
+            )
+    except IntegrityError:
+        # A concurrent copy of the same request won the race; it holds the answer.
+        existing = Annotation.objects.filter(client_id=client_id).first()
+        if existing is None:
+            raise
+        return _same_request(existing, annotator, item, labels, skipped), False
+    release_lease(item, annotator)
+    return annotation, created
+
+
+def _same_request(
+    existing: Annotation, annotator: User, item: Item, labels: Sequence[Label], skipped: bool
+) -> Annotation:
+    same = (
+        existing.annotator_id == annotator.pk
+        and existing.item_id == item.pk
+        and existing.skipped == skipped
+        and {label.pk for label in existing.labels.all()} == {label.pk for label in labels}
+    )
+    if not same:
+        raise ValidationError("This client id was already used for a different answer.")
+    return existing
+
+
+def _write_answer(
+    item: Item,
+    annotator: User,
+    labels: Sequence[Label],
+    skipped: bool,
+    seconds: float,
+    client_id: uuid.UUID,
+) -> tuple[Annotation, bool]:
+    annotation = (
+        Annotation.objects.select_for_update().filter(item=item, annotator=annotator).first()
+    )
+    created = annotation is None
+    if annotation is None:
+        annotation = Annotation.objects.create(
+            item=item,
+            annotator=annotator,
+            skipped=skipped,
+            seconds_spent=seconds,
+            client_id=client_id,
+        )
+        delta = 0 if skipped else 1
+    else:
+        delta = int(annotation.skipped) - int(skipped)
+        annotation.skipped = skipped
+        annotation.seconds_spent += seconds
+        annotation.client_id = client_id
+        annotation.save()
+    annotation.labels.set(labels)
+    if delta:
+        Item.objects.filter(pk=item.pk).update(answer_count=F("answer_count") + delta)
+    return annotation, created
+
+
+def undo_last_answer(project: Project, annotator: User) -> Item | None:
+    """Delete the annotator's latest answer in the project and hand that item back to them."""
+    with transaction.atomic():
+        last = (
+            Annotation.objects.select_for_update()
+            .filter(item__project=project, annotator=annotator)
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        if last is None:
+            return None
+        item = last.item
+        if not last.skipped:
+            Item.objects.filter(pk=item.pk).update(answer_count=F("answer_count") - 1)
+        last.delete()
+        # Put any item currently served back to the pool, then serve the undone one.
+        Lease.objects.filter(project=project, annotator=annotator).delete()
+        Lease.objects.create(
+            item=item,
+            annotator=annotator,
+            project=project,
+            expires_at=timezone.now() + project.lease_duration(),
+        )
+    item.refresh_from_db()
+    return item
+
+
+def recent_answers(project: Project, annotator: User, limit: int = 10) -> QuerySet[Annotation]:
+    """The annotator's latest answers in the project, newest first."""
+    return (
+        Annotation.objects.filter(item__project=project, annotator=annotator)
+        .select_related("item")
+        .prefetch_related("labels")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+
+
+def progress_for(project: Project, annotator: User) -> Progress:
+    """Counts shown beside the item: my answers today and how far the project is."""
+    start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    mine_today = Annotation.objects.filter(
+        item__project=project, annotator=annotator, created_at__gte=start_of_day
+    ).count()
+    items = Item.objects.filter(project=project)
+    return Progress(
+        mine_today=mine_today,
+        project_done=items.filter(answer_count__gte=project.overlap).count(),
+        project_total=items.count(),
+    )

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from labeling import views
+
+urlpatterns = [
+    path("", views.project_list, name="project_list"),
+    path("projects/new/", views.project_create, name="project_create"),
+    path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
+    path("projects/<int:project_id>/label/", views.annotate, name="annotate"),
+    path("projects/<int:project_id>/label/answer/", views.answer, name="answer"),
+    path("projects/<int:project_id>/label/undo/", views.undo, name="undo"),
+    path("projects/<int:project_id>/label/items/<int:item_id>/", views.reopen, name="reopen"),
+    path("projects/<int:project_id>/import/", views.project_import, name="project_import"),
+    path("projects/<int:project_id>/members/", views.project_members, name="project_members"),
+]

@@ -1,0 +1,188 @@
+"""Pages: project list and overview, the annotator screen, import, and members."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from labeling.access import LEADS, AuthedRequest, can_create_projects, project_for
+from labeling.forms import AnswerForm, ImportForm, MemberForm, ProjectForm
+from labeling.importing import ImportFailed, import_items
+from labeling.models import Annotation, Item, Project, Role
+from labeling.parsers import ParseError, guess_format
+from labeling.queue import lease_next_item
+from labeling.services import progress_for, recent_answers, submit_answer, undo_last_answer
+
+ANSWERING = (Role.LEAD, Role.ANNOTATOR, Role.REVIEWER)
+
+
+@login_required
+def project_list(request: AuthedRequest) -> HttpResponse:
+    projects = Project.objects.filter(memberships__user=request.user).order_by("name")
+    return render(
+        request,
+        "labeling/project_list.html",
+        {"projects": projects, "can_create": can_create_projects(request.user)},
+    )
+
+
+@login_required
+def project_create(request: AuthedRequest) -> HttpResponse:
+    if not can_create_projects(request.user):
+        raise PermissionDenied("Only leads can create projects.")
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            project = form.save(commit=False)
+            project.created_by = request.user
+            project.save()
+            project.set_labels(form.label_names())
+            project.add_member(request.user, Role.LEAD)
+        messages.success(request, f"Project {project.name} created. Import items to start.")
+        return redirect("project_import", project_id=project.pk)
+    return render(request, "labeling/project_form.html", {"form": form})
+
+
+@login_required
+def project_detail(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    context = {
+        "project": project,
+        "role": project.role_of(request.user),
+        "progress": progress_for(project, request.user),
+        "labels": project.labels.all(),
+    }
+    return render(request, "labeling/project_detail.html", context)
+
+
+@login_required
+def annotate(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, ANSWERING)
+    item = lease_next_item(project, request.user)
+    return _workspace(request, project, item)
+
+
+@login_required
+def reopen(request: AuthedRequest, project_id: int, item_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, ANSWERING)
+    answer = get_object_or_404(
+        Annotation.objects.select_related("item"),
+        item_id=item_id,
+        item__project=project,
+        annotator=request.user,
+    )
+    return _workspace(request, project, answer.item, reopened=answer)
+
+
+@login_required
+@require_POST
+def answer(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, ANSWERING)
+    form = AnswerForm(request.POST, project=project)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            submit_answer(
+                project,
+                request.user,
+                data["item"],
+                list(data["labels"]),
+                skipped=data["skipped"],
+                seconds_spent=data["seconds"] or 0.0,
+                client_id=data["client_id"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+    if form.errors:
+        item = form.cleaned_data.get("item") or lease_next_item(project, request.user)
+        return _workspace(request, project, item, errors=form.errors, status=422)
+    if not request.htmx:
+        return redirect("annotate", project_id=project.pk)
+    return _workspace(request, project, lease_next_item(project, request.user))
+
+
+@login_required
+@require_POST
+def undo(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, ANSWERING)
+    item = undo_last_answer(project, request.user)
+    if item is None:
+        messages.info(request, "Nothing to undo.")
+    if not request.htmx:
+        return redirect("annotate", project_id=project.pk)
+    return _workspace(request, project, item or lease_next_item(project, request.user))
+
+
+def _workspace(
+    request: AuthedRequest,
+    project: Project,
+    item: Item | None,
+    *,
+    reopened: Annotation | None = None,
+    errors: object = None,
+    status: int = 200,
+) -> HttpResponse:
+    labels = list(project.labels.all())
+    chosen = {label.pk for label in reopened.labels.all()} if reopened else set()
+    context = {
+        "project": project,
+        "item": item,
+        "labels": labels,
+        "chosen": chosen,
+        "reopened": reopened,
+        "errors": errors,
+        "client_id": uuid.uuid4(),
+        "history": recent_answers(project, request.user),
+        "progress": progress_for(project, request.user),
+    }
+    template = "labeling/annotate.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#workspace"
+    return render(request, template, context, status=status)
+
+
+@login_required
+def project_import(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    form = ImportForm(request.POST or None, request.FILES or None)
+    report = None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            fmt = form.cleaned_data["format"] or guess_format(upload.name)
+            report = import_items(project, upload, fmt, form.columns())
+        except (ParseError, ImportFailed) as exc:
+            form.add_error(None, str(exc))
+    context = {"project": project, "form": form, "report": report}
+    return render(
+        request, "labeling/project_import.html", context, status=422 if form.errors else 200
+    )
+
+
+@login_required
+def project_members(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    form = MemberForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        users = get_user_model().objects
+        user = users.filter(username=data["username"]).first()
+        if user is None:
+            user = users.create_user(username=data["username"], password=data["password"])
+        project.add_member(user, data["role"])
+        messages.success(request, f"{user.username} is now {data['role']} in {project.name}.")
+        return redirect("project_members", project_id=project.pk)
+    memberships = project.memberships.select_related("user").order_by("user__username")
+    return render(
+        request,
+        "labeling/project_members.html",
+        {"project": project, "form": form, "memberships": memberships},
+    )

@@ -1,0 +1,173 @@
+"""Classifiers that turn item embeddings into per-class probabilities.
+
+A classifier is told the project's number of classes up front, so its probability columns
+always follow the project's class order, even when only some classes have examples yet.
+Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
+
+FloatArray = npt.NDArray[np.floating]
+
+
+class Classifier(ABC):
+    """What the active-learning loop needs from a model: fit on labeled items, score the rest.
+
+    Single-label: ``y`` is an integer vector of class indices in ``range(n_classes)`` and
+    ``predict_proba`` rows sum to 1. Multi-label: ``y`` is an ``(n, n_classes)`` 0/1 indicator
+    matrix and each column of ``predict_proba`` is an independent probability that the label
+    applies. ``X`` is whatever the classifier consumes: embeddings for :class:`HeadClassifier`,
+    a fine-tuned transformer classifier could take texts or token ids behind the same methods.
+    """
+
+    def __init__(self, n_classes: int, *, multi_label: bool = False) -> None:
+        if n_classes < 1:
+            raise ValueError(f"n_classes must be at least 1, got {n_classes}")
+        self.n_classes = n_classes
+        self.multi_label = multi_label
+
+    @abstractmethod
+    def fit(self, X: FloatArray, y: npt.NDArray[np.integer]) -> Classifier:
+        """Train on the labeled items and return ``self``."""
+
+    @abstractmethod
+    def predict_proba(self, X: FloatArray) -> npt.NDArray[np.float64]:
+        """Return an ``(len(X), n_classes)`` array of probabilities in project class order."""
+
+
+class HeadClassifier(Classifier):
+    """Logistic regression on frozen sentence embeddings: trains in milliseconds.
+
+    Single-label fits one multinomial model on the classes that have examples; classes with
+    none get probability near zero (every row is smoothed by ``smoothing`` and renormalized so
+    no class is ever exactly 0 and rows still sum to 1). With a single class seen so far the
+    prediction is that class, smoothed the same way.
+
+    Multi-label fits one binary model per label (one-vs-rest). A label that has no positive
+    or no negative example yet cannot be learned, so it gets a constant, Laplace-smoothed
+    prior ``(positives + 1) / (n + 2)`` instead.
+
+    Args:
+        n_classes: number of classes (labels) of the project.
+        multi_label: ``y`` is an indicator matrix and labels are independent.
+        C: inverse regularization strength. On unit-norm MiniLM embeddings (AG News) 3.0 was
+            about as accurate as 1.0 with many labels, better with few, and close to
+            calibrated; 10.0 and up grew overconfident.
+        max_iter: iteration cap for the lbfgs solver.
+        smoothing: probability mass added to every class before renormalizing (single-label).
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        *,
+        multi_label: bool = False,
+        C: float = 3.0,
+        max_iter: int = 200,
+        smoothing: float = 1e-3,
+    ) -> None:
+        super().__init__(n_classes, multi_label=multi_label)
+        self.C = C
+        self.max_iter = max_iter
+        self.smoothing = smoothing
+        # Linear scores are X @ coef.T + intercept, one column per class (per label).
+        self._coef: npt.NDArray[np.float64] | None = None
+        self._intercept: npt.NDArray[np.float64] | None = None
+        self._columns: npt.NDArray[np.intp] | None = None
+        self._prior: npt.NDArray[np.float64] | None = None
+
+    def fit(self, X: FloatArray, y: npt.NDArray[np.integer]) -> HeadClassifier:
+        """Fit on embeddings ``X`` ``(n, d)``; see the class docstring for the shape of ``y``."""
+        X = np.asarray(X)
+        y = np.asarray(y)
+        if len(X) == 0:
+            raise ValueError("cannot fit a classifier on zero examples")
+        if len(X) != len(y):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        # lbfgs on a 1000 x 384 problem is ~10x slower when BLAS threads compete for the
+        # cores (measured: 340 ms against 32 ms on 2 cores); one thread is plenty here.
+        with threadpool_limits(limits=1, user_api="blas"):
+            if self.multi_label:
+                self._fit_multi_label(X, y)
+            else:
+                self._fit_single_label(X, y)
+        return self
+
+    def predict_proba(self, X: FloatArray) -> npt.NDArray[np.float64]:
+        """Return probabilities ``(len(X), n_classes)`` in project class order."""
+        if self._prior is None:
+            raise RuntimeError("HeadClassifier.predict_proba called before fit")
+        X = np.asarray(X)
+        probabilities = np.tile(self._prior, (len(X), 1))
+        if self._coef is not None and self._intercept is not None and self._columns is not None:
+            scores = X @ self._coef.T.astype(X.dtype, copy=False) + self._intercept
+            scores = scores.astype(np.float64, copy=False)
+            if self.multi_label:
+                probabilities[:, self._columns] = _sigmoid(scores)
+            else:
+                probabilities[:, self._columns] = _softmax(scores)
+        if self.multi_label:
+            return probabilities
+        probabilities += self.smoothing
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return probabilities
+
+    def _fit_single_label(self, X: FloatArray, y: npt.NDArray[np.integer]) -> None:
+        if y.ndim != 1 or y.min() < 0 or y.max() >= self.n_classes:
+            raise ValueError(f"y must be class indices in range({self.n_classes})")
+        present = np.unique(y)
+        self._prior = np.zeros(self.n_classes)
+        self._coef = self._intercept = self._columns = None
+        if len(present) == 1:
+            self._prior[present[0]] = 1.0
+            return
+        model = self._logistic_regression().fit(X, y)
+        coef = np.asarray(model.coef_, dtype=np.float64)
+        intercept = np.asarray(model.intercept_, dtype=np.float64)
+        if len(present) == 2:
+            # scikit-learn stores one score column for two classes; softmax([-s/2, s/2]) is
+            # exactly sigmoid(s), so split it symmetrically.
+            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        self._coef, self._intercept = coef, intercept
+        self._columns = np.asarray(model.classes_, dtype=np.intp)
+
+    def _fit_multi_label(self, X: FloatArray, y: npt.NDArray[np.integer]) -> None:
+        if y.ndim != 2 or y.shape[1] != self.n_classes:
+            raise ValueError(f"y must be an indicator matrix with {self.n_classes} columns")
+        y = (y > 0).astype(np.int64)
+        positives = y.sum(axis=0)
+        self._prior = (positives + 1.0) / (len(y) + 2.0)
+        learnable = np.flatnonzero((positives > 0) & (positives < len(y)))
+        self._coef = self._intercept = self._columns = None
+        if len(learnable) == 0:
+            return
+        coefs, intercepts = [], []
+        for label in learnable:
+            model = self._logistic_regression().fit(X, y[:, label])
+            coefs.append(np.asarray(model.coef_[0], dtype=np.float64))
+            intercepts.append(float(model.intercept_[0]))
+        self._coef = np.vstack(coefs)
+        self._intercept = np.asarray(intercepts)
+        self._columns = learnable.astype(np.intp)
+
+    def _logistic_regression(self) -> LogisticRegression:
+        return LogisticRegression(C=self.C, max_iter=self.max_iter)
+
+
+def _softmax(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    result: npt.NDArray[np.float64] = shifted / shifted.sum(axis=1, keepdims=True)
+    return result
+
+
+def _sigmoid(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    result: npt.NDArray[np.float64] = 0.5 * (1.0 + np.tanh(0.5 * scores))
+    return result

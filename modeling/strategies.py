@@ -1,0 +1,487 @@
+"""Query strategies: which unlabeled items should a person label next.
+
+Every strategy is a small class behind one method, :meth:`QueryStrategy.query`, which takes
+arrays describing the unlabeled pool and returns row indices into them. Everything is numpy;
+nothing here imports Django or reads the database.
+
+Embeddings are expected to be L2-normalized (as :class:`modeling.encoders.TextEncoder`
+returns them), so a dot product is a cosine similarity.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.floating]
+IndexArray = npt.NDArray[np.intp]
+UncertaintyMeasure = Literal["margin", "least_confidence", "entropy"]
+
+_EPS = 1e-12
+
+
+def uncertainty_scores(
+    probabilities: FloatArray,
+    multi_label: bool = False,
+    measure: UncertaintyMeasure = "margin",
+) -> npt.NDArray[np.float64]:
+    """Score how informative each item's label would be: higher means more uncertain.
+
+    Single-label (rows of ``probabilities`` sum to 1), all scores lie in ``[0, 1]``:
+
+    * ``margin``: ``1 - (p_top - p_second)``, 1 when the two best classes tie;
+    * ``least_confidence``: ``1 - p_top``;
+    * ``entropy``: Shannon entropy divided by ``log(n_classes)``.
+
+    Multi-label (each column an independent probability that the label applies): each label is
+    scored as a binary problem ``(p, 1 - p)`` with the same measure, and an item's score is the
+    **maximum** over its labels. The maximum (Brinker's "binary minimum margin") keeps the
+    signal of the one label the model is unsure about; a mean would let many confidently
+    absent labels drown it when a project has many labels.
+
+    Args:
+        probabilities: ``(n_items, n_classes)`` predicted probabilities.
+        multi_label: columns are independent binary probabilities.
+        measure: which uncertainty measure to use.
+
+    Returns:
+        ``(n_items,)`` float64 scores.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2:
+        raise ValueError("probabilities must be a 2-d array (n_items, n_classes)")
+    if multi_label:
+        per_label = np.stack([probabilities, 1.0 - probabilities], axis=-1)
+        return _single_label_scores(per_label, measure).max(axis=1, initial=0.0)
+    return _single_label_scores(probabilities, measure)
+
+
+def _single_label_scores(
+    probabilities: npt.NDArray[np.float64], measure: UncertaintyMeasure
+) -> npt.NDArray[np.float64]:
+    """Uncertainty over the last axis, which holds one probability distribution."""
+    n_classes = probabilities.shape[-1]
+    if n_classes == 1:
+        return np.zeros(probabilities.shape[:-1])
+    if measure == "margin":
+        top_two = np.partition(probabilities, n_classes - 2, axis=-1)[..., -2:]
+        result: npt.NDArray[np.float64] = 1.0 - (top_two[..., 1] - top_two[..., 0])
+    elif measure == "least_confidence":
+        result = 1.0 - probabilities.max(axis=-1)
+    elif measure == "entropy":
+        clipped = np.clip(probabilities, _EPS, 1.0)
+        result = -(probabilities * np.log(clipped)).sum(axis=-1) / np.log(n_classes)
+    else:
+        raise ValueError(f"unknown uncertainty measure {measure!r}")
+    return result
+
+
+def top_n(scores: FloatArray, n: int) -> IndexArray:
+    """Indices of the ``n`` highest scores, best first; ties go to the lower index."""
+    n = min(n, len(scores))
+    if n <= 0:
+        return np.empty(0, dtype=np.intp)
+    scores = np.asarray(scores, dtype=np.float64)
+    if n < len(scores):
+        # Partition first so a 100k pool is not fully sorted; keep every item tied with the
+        # n-th score so the tie-break below sees all of them.
+        threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
+        candidates = np.flatnonzero(scores >= threshold)
+    else:
+        candidates = np.arange(len(scores))
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order[:n]].astype(np.intp)
+
+
+class QueryStrategy(ABC):
+    """Choose the next items to label from an unlabeled pool.
+
+    Subclasses implement :meth:`query`; they keep no state between calls, so one instance
+    can serve every project.
+    """
+
+    @abstractmethod
+    def query(
+        self,
+        probabilities: FloatArray,
+        embeddings: FloatArray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        multi_label: bool = False,
+        labeled_embeddings: FloatArray | None = None,
+    ) -> IndexArray:
+        """Return up to ``n`` distinct row indices into the pool, most wanted first.
+
+        Args:
+            probabilities: ``(n_pool, n_classes)`` current model predictions for the pool.
+            embeddings: ``(n_pool, dim)`` L2-normalized embeddings of the pool.
+            n: how many items to pick; fewer come back only when the pool is smaller.
+            rng: the only source of randomness, so a seeded generator gives a repeatable batch.
+            multi_label: ``probabilities`` columns are independent per-label probabilities.
+            labeled_embeddings: ``(n_labeled, dim)`` embeddings of already labeled items,
+                for strategies that spread out from them.
+        """
+
+
+class RandomStrategy(QueryStrategy):
+    """Uniformly random items: the baseline every other strategy must beat."""
+
+    def query(
+        self,
+        probabilities: FloatArray,
+        embeddings: FloatArray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        multi_label: bool = False,
+        labeled_embeddings: FloatArray | None = None,
+    ) -> IndexArray:
+        pool_size = len(embeddings)
+        return rng.choice(pool_size, size=min(n, pool_size), replace=False).astype(np.intp)
+
+
+class _UncertaintyStrategy(QueryStrategy):
+    """Top ``n`` items by one uncertainty measure; ties go to the lower index."""
+
+    measure: UncertaintyMeasure
+
+    def query(
+        self,
+        probabilities: FloatArray,
+        embeddings: FloatArray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        multi_label: bool = False,
+        labeled_embeddings: FloatArray | None = None,
+    ) -> IndexArray:
+        return top_n(uncertainty_scores(probabilities, multi_label, self.measure), n)
+
+
+class LeastConfidence(_UncertaintyStrategy):
+    """Items whose most likely class has the lowest probability."""
+
+    measure = "least_confidence"
+
+
+class MarginStrategy(_UncertaintyStrategy):
+    """Items with the smallest gap between the two most likely classes."""
+
+    measure = "margin"
+
+
+class EntropyStrategy(_UncertaintyStrategy):
+    """Items whose predicted distribution has the highest entropy."""
+
+    measure = "entropy"
+
+
+class KMeansDiversity(QueryStrategy):
+    """Items nearest the centroids of ``n`` k-means clusters: typical and spread out.
+
+    Ignores the model; see :func:`cold_start`.
+    """
+
+    def query(
+        self,
+        probabilities: FloatArray,
+        embeddings: FloatArray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        multi_label: bool = False,
+        labeled_embeddings: FloatArray | None = None,
+    ) -> IndexArray:
+        return cold_start(embeddings, n, rng)
+
+
+class CoreSet(QueryStrategy):
+    """Greedy k-center: repeatedly take the item farthest from everything labeled or chosen.
+
+    Sener & Savarese (2018). Distances from a 100k pool to every labeled item are costly, so
+    the search runs on a random sample of at most ``max_pool`` pool items.
+    """
+
+    def __init__(self, max_pool: int = 10_000) -> None:
+        self.max_pool = max_pool
+
+    def query(
+        self,
+        probabilities: FloatArray,
+        embeddings: FloatArray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        multi_label: bool = False,
+        labeled_embeddings: FloatArray | None = None,
+    ) -> IndexArray:
+        pool_size = len(embeddings)
+        n = min(n, pool_size)
+        if n <= 0:
+            return np.empty(0, dtype=np.intp)
+        sample = np.arange(pool_size)
+        if pool_size > self.max_pool:
+            sample = np.sort(rng.choice(pool_size, size=self.max_pool, replace=False))
+        points = np.asarray(embeddings[sample], dtype=np.float32)
+        if labeled_embeddings is not None and len(labeled_embeddings) > 0:
+            nearest = _min_squared_distances(points, np.asarray(labeled_embeddings, np.float32))
+        else:
+            nearest = np.full(len(points), np.inf, dtype=np.float32)
+        squared_norms = np.einsum("ij,ij->i", points, points)
+        chosen: list[int] = []
+        for _ in range(n):
+            # With nothing labeled every distance is inf and argmax takes row 0, which is
+            # a random pool item whenever the pool was sampled.
+            best = int(np.argmax(nearest))
+            chosen.append(best)
+            distances = _squared_distances(points, points[best : best + 1], squared_norms)
+            nearest = np.minimum(nearest, distances[:, 0])
+            nearest[best] = -1.0
+        return sample[chosen].astype(np.intp)
+
+
+class UncertainDiverse(QueryStrategy):
+    """Uncertain items that are not near-duplicates of each other (the default).
+
+    1. Keep the ``candidates_per_item * n`` items with the highest margin uncertainty.
+    2. Cluster those candidates into ``n`` groups with k-means, each candidate weighted by its
+       uncertainty so centroids lean towards the uncertain regions.
+    3. From each cluster take its most uncertain member.
+
+    Near-duplicates land in the same cluster, so a batch never spends several labels on one
+    kind of item, while every pick is still among the most uncertain. Only the small
+    candidate set is clustered, so a 100k pool costs little more than a top-n.
+    """
+
+    def __init__(self, candidates_per_item: int = 10, measure: UncertaintyMeasure = "margin"):
+        self.candidates_per_item = candidates_per_item
+        self.measure = measure
+
+    def query(
+        self,
+        probabilities: FloatArray,
+        embeddings: FloatArray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        multi_label: bool = False,
+        labeled_embeddings: FloatArray | None = None,
+    ) -> IndexArray:
+        scores = uncertainty_scores(probabilities, multi_label, self.measure)
+        candidates = top_n(scores, self.candidates_per_item * n)
+        if len(candidates) <= n:
+            return candidates
+        candidate_scores = scores[candidates]
+        # A small floor keeps fully confident candidates in the clustering at all.
+        weights = candidate_scores + 1e-3
+        _, assignment = kmeans(embeddings[candidates], n, rng, weights=weights)
+        picks = _best_per_cluster(assignment, candidate_scores, n)
+        return candidates[picks]
+
+
+def cold_start(embeddings: FloatArray, n: int, rng: np.random.Generator) -> IndexArray:
+    """Pick ``n`` typical, mutually different items before any model exists.
+
+    Runs k-means with ``n`` clusters (on a random sample of at most
+    ``max(50 * n, 10_000)`` items, which is plenty to place ``n`` centroids) and returns, for
+    each centroid, the nearest pool item not already picked, ordered by cluster size, largest
+    first.
+
+    Args:
+        embeddings: ``(n_pool, dim)`` L2-normalized embeddings.
+        n: how many items to pick.
+        rng: random generator for sampling and k-means initialisation.
+
+    Returns:
+        ``min(n, n_pool)`` distinct row indices into ``embeddings``.
+    """
+    pool_size = len(embeddings)
+    n = min(n, pool_size)
+    if n <= 0:
+        return np.empty(0, dtype=np.intp)
+    sample_size = min(pool_size, max(50 * n, 10_000))
+    sample = np.arange(pool_size)
+    if sample_size < pool_size:
+        sample = np.sort(rng.choice(pool_size, size=sample_size, replace=False))
+    centroids, assignment = kmeans(embeddings[sample], n, rng)
+    cluster_sizes = np.bincount(assignment, minlength=n)
+    distances = _squared_distances(np.asarray(embeddings, np.float32), centroids)
+    picks: list[int] = []
+    taken: set[int] = set()
+    for cluster in np.argsort(-cluster_sizes, kind="stable"):
+        # Fewer than n items are taken, so one of the n nearest is always free.
+        nearest = top_n(-distances[:, cluster], n)
+        item = next(int(i) for i in nearest if int(i) not in taken)
+        picks.append(item)
+        taken.add(item)
+    return np.asarray(picks, dtype=np.intp)
+
+
+def nearest_to(query_embeddings: FloatArray, pool_embeddings: FloatArray, n: int) -> IndexArray:
+    """Pool items most similar to a set of queries, e.g. the embedded label descriptions.
+
+    Each query ranks the pool by cosine similarity; the ranked lists are interleaved
+    (first of query 1, first of query 2, ..., then the seconds) skipping items already taken,
+    so every label description gets about ``n / n_queries`` items.
+
+    Args:
+        query_embeddings: ``(n_queries, dim)`` L2-normalized, or a single ``(dim,)`` vector.
+        pool_embeddings: ``(n_pool, dim)`` L2-normalized.
+        n: how many items to return.
+
+    Returns:
+        ``min(n, n_pool)`` distinct row indices into ``pool_embeddings``.
+    """
+    queries = np.atleast_2d(np.asarray(query_embeddings, dtype=np.float32))
+    n = min(n, len(pool_embeddings))
+    if n <= 0 or len(queries) == 0:
+        return np.empty(0, dtype=np.intp)
+    similarities = np.asarray(pool_embeddings, dtype=np.float32) @ queries.T
+    rankings = [top_n(similarities[:, q], n) for q in range(len(queries))]
+    picks: list[int] = []
+    taken: set[int] = set()
+    for rank in range(n):
+        for ranking in rankings:
+            item = int(ranking[rank])
+            if item not in taken:
+                picks.append(item)
+                taken.add(item)
+                if len(picks) == n:
+                    return np.asarray(picks, dtype=np.intp)
+    return np.asarray(picks, dtype=np.intp)
+
+
+def kmeans(
+    points: FloatArray,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    weights: FloatArray | None = None,
+    n_iter: int = 10,
+) -> tuple[npt.NDArray[np.float32], IndexArray]:
+    """Weighted k-means (k-means++ seeding, a few Lloyd iterations) for small point sets.
+
+    Meant for a few thousand points at most; a handful of iterations is enough to separate
+    near-duplicates, which is all the strategies need.
+
+    Args:
+        points: ``(m, dim)`` points to cluster; ``k`` must not exceed ``m``.
+        k: number of clusters.
+        rng: random generator for the seeding.
+        weights: optional ``(m,)`` non-negative weights; defaults to all ones.
+        n_iter: maximum number of Lloyd iterations.
+
+    Returns:
+        ``(centroids (k, dim), assignment (m,))``; a cluster left empty keeps its centroid.
+    """
+    points = np.asarray(points, dtype=np.float32)
+    m = len(points)
+    if not 0 < k <= m:
+        raise ValueError(f"k must be between 1 and the number of points ({m}), got {k}")
+    w = np.ones(m) if weights is None else np.asarray(weights, dtype=np.float64)
+    centroids = points[_kmeans_plus_plus(points, k, rng, w)].copy()
+    squared_norms = np.einsum("ij,ij->i", points, points)
+    assignment = np.full(m, -1, dtype=np.intp)
+    for _ in range(n_iter):
+        distances = _squared_distances(points, centroids, squared_norms)
+        new_assignment = np.argmin(distances, axis=1).astype(np.intp)
+        if np.array_equal(new_assignment, assignment):
+            break
+        assignment = new_assignment
+        totals = np.bincount(assignment, weights=w, minlength=k)
+        membership = np.zeros((k, m), dtype=np.float32)
+        membership[assignment, np.arange(m)] = w
+        sums = membership @ points
+        filled = totals > 0
+        centroids[filled] = (sums[filled] / totals[filled, None]).astype(np.float32)
+    return centroids, assignment
+
+
+def _kmeans_plus_plus(
+    points: npt.NDArray[np.float32], k: int, rng: np.random.Generator, weights: FloatArray
+) -> IndexArray:
+    """Seed indices: each next seed drawn with probability ~ weight * squared distance."""
+    m = len(points)
+    squared_norms = np.einsum("ij,ij->i", points, points)
+    first_p = weights / weights.sum() if weights.sum() > 0 else None
+    seeds = [int(rng.choice(m, p=first_p))]
+    first = points[seeds[0] : seeds[0] + 1]
+    nearest = _squared_distances(points, first, squared_norms)[:, 0].astype(np.float64)
+    for _ in range(1, k):
+        mass = weights * np.maximum(nearest, 0.0)
+        mass[seeds] = 0.0
+        if mass.sum() <= 0:
+            # Every remaining point duplicates a seed: any unused point will do.
+            unused = np.setdiff1d(np.arange(m), seeds)
+            seed = int(rng.choice(unused))
+        else:
+            seed = int(rng.choice(m, p=mass / mass.sum()))
+        seeds.append(seed)
+        distances = _squared_distances(points, points[seed : seed + 1], squared_norms)
+        nearest = np.minimum(nearest, distances[:, 0])
+    return np.asarray(seeds, dtype=np.intp)
+
+
+def _best_per_cluster(assignment: IndexArray, scores: FloatArray, n: int) -> IndexArray:
+    """Highest-scoring member of each cluster, topped up with the best others, best first."""
+    order = top_n(scores, len(scores))
+    seen_clusters: set[int] = set()
+    picks: list[int] = []
+    for item in order:
+        cluster = int(assignment[item])
+        if cluster not in seen_clusters:
+            seen_clusters.add(cluster)
+            picks.append(int(item))
+    if len(picks) < n:
+        # Only when k-means left clusters empty (duplicate points).
+        chosen = set(picks)
+        picks.extend(int(item) for item in order if int(item) not in chosen)
+    result = np.asarray(picks[:n], dtype=np.intp)
+    return result[top_n(np.asarray(scores)[result], n)]
+
+
+def _squared_distances(
+    a: FloatArray, b: FloatArray, a_squared_norms: FloatArray | None = None
+) -> npt.NDArray[np.float32]:
+    """``(len(a), len(b))`` squared Euclidean distances, clipped at zero.
+
+    Loops that measure the same ``a`` against one new point at a time pass
+    ``a_squared_norms`` so it is not recomputed on every call.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if a_squared_norms is None:
+        a_squared_norms = np.einsum("ij,ij->i", a, a)
+    b_squared_norms = np.einsum("ij,ij->i", b, b)
+    distances = a_squared_norms[:, None] + b_squared_norms[None, :] - 2.0 * (a @ b.T)
+    result: npt.NDArray[np.float32] = np.maximum(distances, 0.0, dtype=np.float32)
+    return result
+
+
+def _min_squared_distances(
+    points: npt.NDArray[np.float32], others: npt.NDArray[np.float32], chunk: int = 4096
+) -> npt.NDArray[np.float32]:
+    """Squared distance from each point to its nearest row of ``others``, in chunks."""
+    result = np.empty(len(points), dtype=np.float32)
+    for start in range(0, len(points), chunk):
+        block = _squared_distances(points[start : start + chunk], others)
+        result[start : start + chunk] = block.min(axis=1)
+    return result
+
+
+STRATEGIES: dict[str, type[QueryStrategy]] = {
+    "random": RandomStrategy,
+    "least_confidence": LeastConfidence,
+    "margin": MarginStrategy,
+    "entropy": EntropyStrategy,
+    "kmeans": KMeansDiversity,
+    "coreset": CoreSet,
+    "uncertain_diverse": UncertainDiverse,
+}
+"""Strategy classes by the name stored on a project; instantiate with no arguments."""
+
+DEFAULT_STRATEGY = "uncertain_diverse"

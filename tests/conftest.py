@@ -1,0 +1,73 @@
+"""Personas: Alice leads the project, Bob and Dora annotate it, Rita reviews, Charlie is an outsider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+
+from labeling.models import Item, Project, Role, content_hash
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_user(username: str, **extra: Any) -> User:
+    return User.objects.create_user(username=username, password=PASSWORD, **extra)
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    user = make_user("alice")
+    user.user_permissions.add(Permission.objects.get(codename="add_project"))
+    return user
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    return make_user("bob")
+
+
+@pytest.fixture
+def dora(db: None) -> User:
+    return make_user("dora")
+
+
+@pytest.fixture
+def rita(db: None) -> User:
+    return make_user("rita")
+
+
+@pytest.fixture
+def charlie(db: None) -> User:
+    return make_user("charlie")
+
+
+def make_project(
+    lead: User, *members: tuple[User, str], items: int = 0, **fields: Any
+) -> Project:
+    project = Project.objects.create(name=fields.pop("name", "Reviews"), **fields)
+    project.set_labels(["positive", "negative", "neutral"])
+    project.add_member(lead, Role.LEAD)
+    for user, role in members:
+        project.add_member(user, role)
+    add_items(project, [f"review number {i}" for i in range(items)])
+    return project
+
+
+def add_items(project: Project, texts: list[str]) -> list[Item]:
+    return Item.objects.bulk_create(
+        [Item(project=project, text=text, content_hash=content_hash(text)) for text in texts]
+    )
+
+
+@pytest.fixture
+def project(alice: User, bob: User, rita: User) -> Project:
+    return make_project(alice, (bob, Role.ANNOTATOR), (rita, Role.REVIEWER), items=20)
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
