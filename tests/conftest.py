@@ -44,9 +44,7 @@ def charlie(db: None) -> User:
     return make_user("charlie")
 
 
-def make_project(
-    lead: User, *members: tuple[User, str], items: int = 0, **fields: Any
-) -> Project:
+def make_project(lead: User, *members: tuple[User, str], items: int = 0, **fields: Any) -> Project:
     project = Project.objects.create(name=fields.pop("name", "Reviews"), **fields)
     project.set_labels(["positive", "negative", "neutral"])
     project.add_member(lead, Role.LEAD)

@@ -1,0 +1,111 @@
+"""Offline simulation: learning curves and their summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modeling.simulation import CurvePoint, run_simulation, summarize
+
+
+def overlapping_blobs(n: int, seed: int):
+    """Ten classes of unit vectors whose clusters overlap: the boundaries are what matter.
+
+    Most items sit deep inside their class and teach a model little once a few are labeled,
+    so picking the uncertain ones should pay off.
+    """
+    rng = np.random.default_rng(seed)
+    n_classes, dim = 10, 24
+    centers = rng.normal(size=(n_classes, dim))
+    y = rng.integers(0, n_classes, n)
+    X = centers[y] + 0.9 * rng.normal(size=(n, dim))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), y, n_classes
+
+
+def test_a_curve_has_one_point_per_round_up_to_the_budget():
+    X, y, n_classes = overlapping_blobs(600, seed=0)
+
+    curve = run_simulation(
+        X[:400],
+        y[:400],
+        X[400:],
+        y[400:],
+        n_classes,
+        "margin",
+        seed_size=20,
+        batch_size=30,
+        budget=100,
+    )
+
+    assert [point.labels for point in curve] == [20, 50, 80, 100]
+    assert all(0.0 <= point.accuracy <= 1.0 for point in curve)
+    assert all(0.0 <= point.macro_f1 <= 1.0 for point in curve)
+    assert all(point.seconds >= 0.0 for point in curve)
+
+
+def test_the_same_seed_gives_the_same_curve():
+    X, y, n_classes = overlapping_blobs(600, seed=0)
+
+    def accuracies(seed: int) -> list[float]:
+        curve = run_simulation(
+            X[:400],
+            y[:400],
+            X[400:],
+            y[400:],
+            n_classes,
+            "uncertain_diverse",
+            budget=100,
+            seed=seed,
+        )
+        return [point.accuracy for point in curve]
+
+    assert accuracies(3) == accuracies(3)
+
+
+def test_the_default_strategy_learns_faster_than_random():
+    curves: dict[str, list[list[CurvePoint]]] = {"random": [], "uncertain_diverse": []}
+    for seed in range(3):
+        X, y, n_classes = overlapping_blobs(4000, seed=seed)
+        for name in curves:
+            curves[name].append(
+                run_simulation(
+                    X[:3000], y[:3000], X[3000:], y[3000:], n_classes, name, budget=300, seed=seed
+                )
+            )
+
+    summary = summarize(curves)
+
+    assert summary["uncertain_diverse"]["auc"] > summary["random"]["auc"]
+    assert summary["uncertain_diverse"]["final_accuracy"] > summary["random"]["final_accuracy"]
+
+
+def point(labels: int, accuracy: float) -> CurvePoint:
+    return CurvePoint(labels=labels, accuracy=accuracy, macro_f1=accuracy, seconds=0.0)
+
+
+def test_summary_averages_repeats_and_counts_labels_to_reach_random():
+    curves = {
+        "random": [
+            [point(25, 0.4), point(125, 0.5), point(275, 0.6)],
+            [point(25, 0.6), point(125, 0.7), point(275, 0.8)],
+        ],
+        "margin": [[point(25, 0.5), point(125, 0.7), point(275, 0.9)]],
+        "kmeans": [[point(25, 0.3), point(125, 0.4), point(275, 0.5)]],
+    }
+
+    summary = summarize(curves)
+
+    assert summary["random"]["auc"] == pytest.approx(0.6)
+    assert summary["random"]["final_accuracy"] == pytest.approx(0.7)
+    assert summary["random"]["accuracy_at"] == pytest.approx({"125": 0.6, "275": 0.7})
+    assert summary["random"]["labels_to_random_final"] == 275
+    assert summary["margin"]["labels_to_random_final"] == 125
+    assert summary["kmeans"]["labels_to_random_final"] is None
+
+
+def test_summary_without_random_cannot_say_how_many_labels_were_saved():
+    summary = summarize({"margin": [[point(25, 0.5), point(50, 0.7)]]})
+
+    assert summary["margin"]["labels_to_random_final"] is None
+    assert summary["margin"]["accuracy_at"] == {}

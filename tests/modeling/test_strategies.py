@@ -1,0 +1,233 @@
+"""Query strategies, fed literal probability arrays and hand-placed embeddings."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from modeling.strategies import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    CoreSet,
+    EntropyStrategy,
+    KMeansDiversity,
+    LeastConfidence,
+    MarginStrategy,
+    RandomStrategy,
+    UncertainDiverse,
+    cold_start,
+    kmeans,
+    nearest_to,
+    top_n,
+    uncertainty_scores,
+)
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def random_embeddings(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    return unit(np.random.default_rng(seed).normal(size=(n, dim)))
+
+
+def query(strategy, probabilities, n, embeddings=None, **kwargs) -> list[int]:
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if embeddings is None:
+        embeddings = random_embeddings(len(probabilities))
+    picks = strategy.query(probabilities, embeddings, n, np.random.default_rng(0), **kwargs)
+    return picks.tolist()
+
+
+def test_margin_picks_the_row_torn_between_two_classes():
+    probabilities = [[0.9, 0.05, 0.05], [0.5, 0.5, 0.0], [0.6, 0.3, 0.1]]
+
+    assert query(MarginStrategy(), probabilities, 1) == [1]
+    assert query(MarginStrategy(), probabilities, 3) == [1, 2, 0]
+
+
+def test_margin_breaks_ties_by_lower_index():
+    probabilities = [[0.9, 0.1], [0.6, 0.4], [0.4, 0.6], [0.6, 0.4]]
+
+    assert query(MarginStrategy(), probabilities, 2) == [1, 2]
+    assert query(MarginStrategy(), probabilities, 3) == [1, 2, 3]
+
+
+def test_least_confidence_and_margin_can_disagree():
+    # Row 0 is unsure overall but clearly prefers class 0 over the runner-up;
+    # row 1 is more confident in its top class but torn between two.
+    probabilities = [[0.40, 0.20, 0.20, 0.20], [0.45, 0.45, 0.05, 0.05]]
+
+    assert query(LeastConfidence(), probabilities, 1) == [0]
+    assert query(MarginStrategy(), probabilities, 1) == [1]
+
+
+def test_entropy_prefers_the_spread_out_distribution():
+    probabilities = [[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.98, 0.01, 0.01]]
+
+    assert query(EntropyStrategy(), probabilities, 3) == [1, 0, 2]
+
+
+def test_uncertainty_scores_are_one_for_a_coin_flip_and_zero_for_certainty():
+    probabilities = np.array([[0.5, 0.5], [1.0, 0.0]])
+
+    for measure in ("margin", "entropy"):
+        scores = uncertainty_scores(probabilities, measure=measure)
+        np.testing.assert_allclose(scores, [1.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(
+        uncertainty_scores(probabilities, measure="least_confidence"), [0.5, 0.0]
+    )
+
+
+def test_multi_label_scores_follow_the_most_uncertain_label():
+    # Item 0: every label is clear. Item 1: one label is a coin flip. Item 2: all fairly sure.
+    probabilities = np.array([[0.99, 0.01, 0.02], [0.99, 0.5, 0.01], [0.8, 0.2, 0.15]])
+
+    scores = uncertainty_scores(probabilities, multi_label=True)
+
+    assert scores[1] == pytest.approx(1.0)
+    assert scores.argsort().tolist() == [0, 2, 1]
+    assert query(MarginStrategy(), probabilities, 1, multi_label=True) == [1]
+
+
+def test_multi_label_rows_are_not_read_as_one_distribution():
+    # As a distribution, [0.5, 0.5] would be a perfect tie; as two labels it is two coin flips,
+    # and [0.9, 0.9] is two confident "yes" answers, not a tie either.
+    probabilities = np.array([[0.9, 0.9], [0.5, 0.5]])
+
+    assert uncertainty_scores(probabilities, multi_label=True).tolist() == pytest.approx([0.2, 1.0])
+    assert uncertainty_scores(probabilities).tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_top_n_returns_the_best_first_with_ties_to_the_lower_index():
+    scores = np.array([0.1, 0.7, 0.7, 0.2, 0.7])
+
+    assert top_n(scores, 2).tolist() == [1, 2]
+    assert top_n(scores, 10).tolist() == [1, 2, 4, 3, 0]
+    assert top_n(scores, 0).tolist() == []
+
+
+def two_duplicate_clumps_and_spread_points() -> tuple[np.ndarray, np.ndarray, set[int], set[int]]:
+    """Two clumps of 20 near-identical items each, and 20 items spread far apart.
+
+    The clumps are also the most uncertain items, as when a pool holds many copies of one
+    ambiguous message; a plain uncertainty ranking would fill a batch with copies.
+    """
+    rng = np.random.default_rng(7)
+    dim = 32
+    spread = unit(rng.normal(size=(20, dim)))
+    center_a, center_b = unit(rng.normal(size=(2, dim)))
+    clump_a = unit(center_a + 0.001 * rng.normal(size=(20, dim)))
+    clump_b = unit(center_b + 0.001 * rng.normal(size=(20, dim)))
+    embeddings = np.vstack([clump_a, clump_b, spread])
+    margin = np.concatenate(
+        [np.full(20, 0.01), np.full(20, 0.02), np.linspace(0.1, 0.5, 20)]
+    ) + rng.uniform(0, 0.001, 60)
+    top = (1 + margin) / 2
+    probabilities = np.column_stack([top, 1 - top])
+    return embeddings, probabilities, set(range(20)), set(range(20, 40))
+
+
+def test_uncertain_diverse_takes_one_of_each_duplicate_clump():
+    embeddings, probabilities, clump_a, clump_b = two_duplicate_clumps_and_spread_points()
+
+    margin_picks = set(query(MarginStrategy(), probabilities, 5, embeddings))
+    picks = query(UncertainDiverse(), probabilities, 5, embeddings)
+
+    assert margin_picks <= clump_a  # the trap: plain margin picks five copies
+    assert len(picks) == len(set(picks)) == 5
+    assert len(clump_a & set(picks)) == 1
+    assert len(clump_b & set(picks)) == 1
+
+
+def test_kmeans_diversity_and_cold_start_take_at_most_one_item_per_clump():
+    embeddings, probabilities, clump_a, clump_b = two_duplicate_clumps_and_spread_points()
+
+    for picks in (
+        query(KMeansDiversity(), probabilities, 5, embeddings),
+        cold_start(embeddings, 5, np.random.default_rng(1)).tolist(),
+    ):
+        assert len(set(picks)) == 5
+        assert len(clump_a & set(picks)) <= 1
+        assert len(clump_b & set(picks)) <= 1
+
+
+def test_coreset_spreads_out_from_the_labeled_items():
+    labeled = unit([[1.0, 0.0, 0.0]])
+    pool = unit([[1.0, 0.01, 0.0], [0.0, 1.0, 0.0], [0.99, 0.0, 0.02], [-1.0, 0.0, 0.0]])
+    probabilities = np.full((4, 2), 0.5)
+
+    picks = query(CoreSet(), probabilities, 2, pool, labeled_embeddings=labeled)
+
+    assert picks == [3, 1]
+
+
+def test_cold_start_picks_distinct_items_even_when_the_pool_is_all_duplicates():
+    embeddings = unit(np.ones((30, 8)))
+
+    picks = cold_start(embeddings, 10, np.random.default_rng(0))
+
+    assert len(set(picks.tolist())) == 10
+
+
+def test_nearest_to_gives_each_label_description_its_closest_items():
+    pool = unit([[1, 0.1], [0.1, 1], [1, 0.2], [0.2, 1], [1, 1]])
+    descriptions = unit([[1, 0], [0, 1]])
+
+    assert nearest_to(descriptions, pool, 4).tolist() == [0, 1, 2, 3]
+    assert nearest_to(descriptions[0], pool, 2).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_returns_distinct_indices_and_is_repeatable(name):
+    embeddings = random_embeddings(200)
+    probabilities = np.random.default_rng(1).dirichlet(np.ones(3), 200)
+    strategy = STRATEGIES[name]()
+
+    first = query(strategy, probabilities, 10, embeddings, labeled_embeddings=embeddings[:5])
+    again = query(strategy, probabilities, 10, embeddings, labeled_embeddings=embeddings[:5])
+    small_pool = query(strategy, probabilities[:4], 10, embeddings[:4])
+
+    assert first == again
+    assert len(set(first)) == 10
+    assert all(0 <= index < 200 for index in first)
+    assert sorted(small_pool) == [0, 1, 2, 3]
+
+
+def test_random_strategy_follows_the_generator_seed():
+    probabilities = np.full((100, 2), 0.5)
+    embeddings = random_embeddings(100)
+
+    def picks(seed: int) -> list[int]:
+        rng = np.random.default_rng(seed)
+        return RandomStrategy().query(probabilities, embeddings, 5, rng).tolist()
+
+    assert picks(1) == picks(1)
+    assert picks(1) != picks(2)
+
+
+def test_kmeans_separates_two_far_apart_groups():
+    points = np.vstack([np.zeros((10, 2)), np.full((10, 2), 5.0)]).astype(np.float32)
+
+    _, assignment = kmeans(points, 2, np.random.default_rng(0))
+
+    assert len(set(assignment[:10].tolist())) == 1
+    assert len(set(assignment[10:].tolist())) == 1
+    assert assignment[0] != assignment[10]
+
+
+def test_default_strategy_queries_a_100k_pool_quickly():
+    rng = np.random.default_rng(0)
+    embeddings = unit(rng.normal(size=(100_000, 384)))
+    probabilities = rng.dirichlet(np.ones(4), 100_000)
+    strategy = STRATEGIES[DEFAULT_STRATEGY]()
+
+    started = time.perf_counter()
+    picks = strategy.query(probabilities, embeddings, 25, rng)
+    elapsed = time.perf_counter() - started
+
+    assert len(set(picks.tolist())) == 25
+    assert elapsed < 1.0

@@ -1,0 +1,72 @@
+"""Operators configure Sift through the environment; a bad value stops it at start-up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_int, env_list
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_booleans_accept_only_clear_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLAG", "Yes")
+    assert env_bool("FLAG", False) is True
+    monkeypatch.setenv("FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="FLAG must be one of"):
+        env_bool("FLAG", False)
+
+
+def test_integers_refuse_words_and_values_below_the_minimum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIZE", "ten")
+    with pytest.raises(ImproperlyConfigured, match="SIZE must be an integer, got 'ten'"):
+        env_int("SIZE", 1)
+    monkeypatch.setenv("SIZE", "0")
+    with pytest.raises(ImproperlyConfigured, match="SIZE must be at least 1"):
+        env_int("SIZE", 5, minimum=1)
+    monkeypatch.delenv("SIZE")
+    assert env_int("SIZE", 5) == 5
+
+
+def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTS", " a.example, ,b.example ")
+    assert env_list("HOSTS", []) == ["a.example", "b.example"]
+
+
+def run_check(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL"}
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    result = run_check(DEBUG="false", SIFT_VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_a_bad_database_url_is_named(tmp_path: Path) -> None:
+    result = run_check(DEBUG="true", DATABASE_URL="nosuchdb://x", SIFT_VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "DATABASE_URL is not a valid database URL" in result.stderr
+
+
+def test_development_defaults_to_an_embedded_sqlite_file(tmp_path: Path) -> None:
+    result = run_check(DEBUG="true", SIFT_VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
