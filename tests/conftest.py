@@ -1,4 +1,4 @@
-"""Personas: Alice leads the project, Bob and Dora annotate it, Rita reviews, Charlie is an outsider."""
+"""Personas: Alice leads, Bob and Dora annotate, Rita reviews, Charlie is an outsider."""
 
 from __future__ import annotations
 

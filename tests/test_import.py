@@ -35,7 +35,7 @@ def test_it_imports_a_csv_with_labels_as_imported_answers(project: Project, tmp_
         "9,Not sure yet,,imdb\n",
     )
 
-    out, err = run_import(project.name, str(path))
+    out, _ = run_import(project.name, str(path))
 
     assert out.strip() == "imported 3, duplicates 0, rejected 0"
     great = Item.objects.get(project=project, external_id="7")
@@ -146,7 +146,7 @@ def test_it_refuses_an_unknown_project_and_an_unguessable_format(
     path = write(tmp_path, "items.xlsx", "whatever")
     with pytest.raises(CommandError, match="No project with id or name 'Nope'"):
         run_import("Nope", str(path))
-    with pytest.raises(CommandError, match="Cannot tell the format of 'items.xlsx'"):
+    with pytest.raises(CommandError, match=r"Cannot tell the format of 'items\.xlsx'"):
         run_import(project.name, str(path))
 
 
