@@ -75,6 +75,8 @@ def _database(url: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        if config["NAME"] != ":memory:":
+            Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         # IMMEDIATE transactions take the write lock at BEGIN, so concurrent queue leases
         # serialize instead of failing with "database is locked" half-way through.
         config["OPTIONS"] = {
