@@ -92,15 +92,22 @@ def _pool(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
 
 
 def _ranked(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
+    # Filtering on the entry's project lets SQLite walk the queue_order index.
     return (
         _pool(project, annotator, now)
-        .filter(queue_entry__isnull=False)
+        .filter(queue_entry__project=project)
         .order_by("queue_entry__rank")
     )
 
 
 def _unranked(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
-    return _pool(project, annotator, now).filter(queue_entry__isnull=True).order_by("random_key")
+    # Ordering by answer_count first matches the item_pool index, so the database stops at the
+    # first free item instead of sorting the pool; with overlap > 1 it also spreads answers.
+    return (
+        _pool(project, annotator, now)
+        .filter(queue_entry__isnull=True)
+        .order_by("answer_count", "random_key")
+    )
 
 
 def _is_available(item: Item, project: Project, annotator: User, now: datetime) -> bool:

@@ -81,13 +81,13 @@ def submit_answer(
             annotation, created = _write_answer(
                 item, annotator, labels, skipped, seconds, client_id
             )
+            release_lease(item, annotator)
     except IntegrityError:
         # A concurrent copy of the same request won the race; it holds the answer.
         existing = Annotation.objects.filter(client_id=client_id).first()
         if existing is None:
             raise
         return _same_request(existing, annotator, item, labels, skipped), False
-    release_lease(item, annotator)
     return annotation, created
 
 
