@@ -50,13 +50,16 @@ def uncertainty_scores(
     Returns:
         ``(n_items,)`` float64 scores.
     """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim != 2:
+    values = np.asarray(probabilities, dtype=np.float64)
+    if values.ndim != 2:
         raise ValueError("probabilities must be a 2-d array (n_items, n_classes)")
     if multi_label:
-        per_label = np.stack([probabilities, 1.0 - probabilities], axis=-1)
-        return _single_label_scores(per_label, measure).max(axis=1, initial=0.0)
-    return _single_label_scores(probabilities, measure)
+        per_label = np.stack([values, 1.0 - values], axis=-1)
+        worst_label: npt.NDArray[np.float64] = _single_label_scores(per_label, measure).max(
+            axis=1, initial=0.0
+        )
+        return worst_label
+    return _single_label_scores(values, measure)
 
 
 def _single_label_scores(

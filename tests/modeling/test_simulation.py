@@ -18,7 +18,7 @@ def overlapping_blobs(n: int, seed: int):
     n_classes, dim = 10, 24
     centers = rng.normal(size=(n_classes, dim))
     y = rng.integers(0, n_classes, n)
-    X = centers[y] + 0.9 * rng.normal(size=(n, dim))
+    X = centers[y] + 1.2 * rng.normal(size=(n, dim))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     return X.astype(np.float32), y, n_classes
 
@@ -76,8 +76,8 @@ def test_the_default_strategy_learns_faster_than_random():
 
     summary = summarize(curves)
 
-    assert summary["uncertain_diverse"]["auc"] > summary["random"]["auc"]
-    assert summary["uncertain_diverse"]["final_accuracy"] > summary["random"]["final_accuracy"]
+    # Across seed sets the gap measured 0.026 to 0.047; 0.01 leaves room without going blind.
+    assert summary["uncertain_diverse"]["auc"] > summary["random"]["auc"] + 0.01
 
 
 def point(labels: int, accuracy: float) -> CurvePoint:
