@@ -114,11 +114,14 @@ def answer(request: AuthedRequest, project_id: int) -> HttpResponse:
 def undo(request: AuthedRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id, ANSWERING)
     item = undo_last_answer(project, request.user)
-    if item is None:
-        messages.info(request, "Nothing to undo.")
     if not request.htmx:
+        if item is None:
+            messages.info(request, "Nothing to undo.")
         return redirect("annotate", project_id=project.pk)
-    return _workspace(request, project, item or lease_next_item(project, request.user))
+    notice = "Nothing to undo." if item is None else ""
+    return _workspace(
+        request, project, item or lease_next_item(project, request.user), notice=notice
+    )
 
 
 def _workspace(
@@ -128,6 +131,7 @@ def _workspace(
     *,
     reopened: Annotation | None = None,
     errors: object = None,
+    notice: str = "",
     status: int = 200,
 ) -> HttpResponse:
     labels = list(project.labels.all())
@@ -139,6 +143,7 @@ def _workspace(
         "chosen": chosen,
         "reopened": reopened,
         "errors": errors,
+        "notice": notice,
         "client_id": uuid.uuid4(),
         "history": recent_answers(project, request.user),
         "progress": progress_for(project, request.user),

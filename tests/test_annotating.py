@@ -229,3 +229,11 @@ def test_annotators_cannot_create_projects_or_manage_members(project: Project, b
     client = client_for(bob)
     assert client.get(reverse("project_create")).status_code == 403
     assert client.get(reverse("project_members", args=[project.pk])).status_code == 404
+
+
+def test_undo_with_nothing_to_undo_says_so_in_place(project: Project, bob: User) -> None:
+    response = client_for(bob).post(reverse("undo", args=[project.pk]), **HTMX)
+
+    assert response.status_code == 200
+    assert b"Nothing to undo." in response.content
+    assert shown_item(response) is not None

@@ -1,6 +1,6 @@
-"""The annotator screen in a real browser: Bob labels with the keyboard, Alice's project is his.
+"""The annotator screen in a real browser: Bob labels Alice's project with the keyboard.
 
-Alice leads the projects, Bob annotates them. Chromium drives the live server through
+Alice leads the projects and Bob annotates them. Chromium drives the live server through
 Playwright, so these stories cover what only a browser does: hotkeys, htmx swaps, the
 seconds an item was on screen, and whether item text could ever run as script.
 """
@@ -70,7 +70,13 @@ def log_in(page: Page, live_server: LiveServer, user: User) -> None:
 
 def open_annotator(page: Page, live_server: LiveServer, project: Project) -> None:
     page.goto(f"{live_server.url}/projects/{project.pk}/label/")
-    expect(page.locator("#workspace")).to_be_visible()
+    wait_until_annotator_is_ready(page, project)
+
+
+def wait_until_annotator_is_ready(page: Page, project: Project) -> None:
+    # The item is visible before the deferred scripts run; a key pressed then would be lost.
+    page.wait_for_url(f"**/projects/{project.pk}/label/", wait_until="load")
+    expect(page.locator("article.item-text")).to_be_visible()
 
 
 def shown_item(page: Page) -> Item:
@@ -100,12 +106,11 @@ def test_annotator_labels_five_items_with_the_keyboard_and_undoes_one(
     log_in(page, live_server, bob)
     page.get_by_role("link", name="Reviews").click()
     page.get_by_role("link", name="Start labeling").click()
-    expect(page.locator("article.item-text")).to_be_visible()
+    wait_until_annotator_is_ready(page, project)
     # Survives only as long as the browser never loads a whole new page.
     page.evaluate("window.__marker = 1")
-    page.on("request", lambda r: print(r.method, r.url, r.post_data))
 
-    pressed = {}
+    pressed: dict[int, list[str]] = {}
     for key, label in [("1", "positive"), ("2", "negative"), ("3", "neutral"), ("1", "positive")]:
         pressed[press_and_wait_for_next_item(page, key).pk] = [label]
     undone = press_and_wait_for_next_item(page, "2")
@@ -115,14 +120,6 @@ def test_annotator_labels_five_items_with_the_keyboard_and_undoes_one(
     expect(page.locator("article.item-text")).to_have_text(undone.text)
     assert answers_of(bob, project) == pressed
     seconds = Annotation.objects.filter(annotator=bob).values_list("seconds_spent", flat=True)
-    print(
-        list(
-            Annotation.objects.filter(annotator=bob)
-            .order_by("created_at")
-            .values_list("item_id", "seconds_spent")
-        ),
-        list(pressed),
-    )
     assert all(s >= READING_MS / 1000 for s in seconds), seconds
     assert page.evaluate("window.__marker") == 1
     expect(page.locator("#mine-today")).to_have_text("4")

@@ -26,7 +26,8 @@
 
   document.addEventListener("keydown", function (event) {
     const ws = workspace();
-    if (!ws || typingInField(event.target) || event.altKey) return;
+    // A held key must not skip, undo or submit item after item.
+    if (!ws || typingInField(event.target) || event.altKey || event.repeat) return;
     const multi = ws.dataset.multiLabel === "true";
     const key = event.key;
     if ((event.ctrlKey || event.metaKey) && key.toLowerCase() === "z") {
@@ -38,7 +39,6 @@
     if (key === "Backspace") { event.preventDefault(); click("[data-action=undo]"); return; }
     if (key === " ") { event.preventDefault(); click("[data-action=skip]"); return; }
     if (key === "Enter" && multi) { event.preventDefault(); click("[data-action=submit]"); return; }
-    if (event.repeat) return;
     const target = ws.querySelector('[data-hotkey="' + CSS.escape(key) + '"]');
     if (!target) return;
     event.preventDefault();
