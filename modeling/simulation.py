@@ -17,6 +17,7 @@ import numpy.typing as npt
 from sklearn.metrics import f1_score
 
 from modeling.classifiers import Classifier, HeadClassifier
+from modeling.ranking import rank_pool
 from modeling.strategies import STRATEGIES, cold_start
 
 ClassifierFactory = Callable[[int], Classifier]
@@ -120,11 +121,15 @@ def run_simulation(
         if n_labeled < budget:
             started = time.perf_counter()
             pool = np.flatnonzero(~is_labeled)
-            picks = strategy.query(
+            size = min(batch_size, budget - n_labeled)
+            # The same ranking the live queue serves from; its first `size` items are the batch.
+            picks = rank_pool(
                 classifier.predict_proba(train_emb[pool]),
                 train_emb[pool],
-                min(batch_size, budget - n_labeled),
-                rng,
+                strategy,
+                batch_size=size,
+                n_ranked=size,
+                rng=rng,
                 labeled_embeddings=train_emb[labeled],
             )
             is_labeled[pool[picks]] = True

@@ -1,0 +1,61 @@
+"""The serving order of an unlabeled pool: the one function the live queue and `simulate` share.
+
+Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from modeling.strategies import QueryStrategy, uncertainty_scores
+
+FloatArray = npt.NDArray[np.floating]
+IndexArray = npt.NDArray[np.intp]
+
+
+def rank_pool(
+    probabilities: FloatArray,
+    embeddings: FloatArray,
+    strategy: QueryStrategy,
+    batch_size: int,
+    n_ranked: int,
+    rng: np.random.Generator,
+    *,
+    multi_label: bool = False,
+    labeled_embeddings: FloatArray | None = None,
+) -> IndexArray:
+    """Return up to ``n_ranked`` pool indices in the order annotators should see them.
+
+    The first ``batch_size`` are the strategy's pick (for the default strategy: uncertain and
+    diverse, so one batch is not near-duplicates); the rest follow by plain uncertainty, most
+    uncertain first, so the queue stays useful if annotators outrun the next retrain.
+
+    Args:
+        probabilities: ``(n_pool, n_classes)`` current model predictions for the pool.
+        embeddings: ``(n_pool, dim)`` normalized embeddings of the pool.
+        strategy: the project's query strategy.
+        batch_size: how many items the strategy picks as one batch.
+        n_ranked: how many items to rank in all (at least ``batch_size``).
+        rng: the only source of randomness.
+        multi_label: ``probabilities`` columns are independent per-label probabilities.
+        labeled_embeddings: embeddings of the labeled items, for diversity strategies.
+    """
+    n_pool = len(probabilities)
+    n_ranked = min(max(n_ranked, batch_size), n_pool)
+    head = strategy.query(
+        probabilities,
+        embeddings,
+        min(batch_size, n_pool),
+        rng,
+        multi_label=multi_label,
+        labeled_embeddings=labeled_embeddings,
+    )
+    if len(head) >= n_ranked:
+        return np.asarray(head[:n_ranked], dtype=np.intp)
+    scores = uncertainty_scores(probabilities, multi_label=multi_label)
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    scores[head] = -np.inf
+    # A stable sort keeps equal scores in index order, so a ranking is repeatable.
+    tail = np.argsort(-scores, kind="stable")[: n_ranked - len(head)]
+    return np.concatenate([np.asarray(head, dtype=np.intp), tail.astype(np.intp)])
