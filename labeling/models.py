@@ -84,6 +84,23 @@ class Project(models.Model):
         default=default_lease_seconds,
         help_text="How long an item stays reserved for the annotator it was served to.",
     )
+    retrain_every = models.PositiveIntegerField(
+        default=10, help_text="Retrain the model after this many new answers."
+    )
+    strategy = models.CharField(
+        max_length=40,
+        default="uncertain_diverse",
+        help_text="How the queue picks the next items once a model exists.",
+    )
+    show_suggestions = models.BooleanField(
+        default=True,
+        help_text="Show annotators the model's guess; turn off to avoid anchoring.",
+    )
+    encoder = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="A local Hugging Face model folder; empty for the built-in all-MiniLM-L6-v2.",
+    )
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         django_settings.AUTH_USER_MODEL,
@@ -142,7 +159,15 @@ class Label(models.Model):
     name = models.CharField(max_length=100)
     hotkey = models.CharField(max_length=1, blank=True)
     color = models.CharField(max_length=7, default=LABEL_COLORS[0])
-    description = models.TextField(blank=True)
+    description = models.TextField(
+        blank=True, help_text="What the label means; items closest to it are served first."
+    )
+    keywords = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Comma-separated words; items containing them are served early, "
+        "before the model knows the label.",
+    )
     position = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -258,6 +283,8 @@ class QueueEntry(models.Model):
     rank = models.PositiveIntegerField()
     score = models.FloatField(default=0)
     model_version = models.PositiveIntegerField(default=0)
+    suggested_labels = models.JSONField(default=list, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "rank"], name="queue_order")]

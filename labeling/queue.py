@@ -10,7 +10,7 @@ from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from labeling.models import Annotation, Item, Lease, Project
+from labeling.models import Annotation, Item, Label, Lease, Project, QueueEntry
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -115,3 +115,11 @@ def _is_available(item: Item, project: Project, annotator: User, now: datetime) 
         return False
     others = Lease.objects.filter(item=item, expires_at__gt=now).exclude(annotator=annotator)
     return item.answer_count + others.count() < project.overlap
+
+
+def suggestion_for(item: Item) -> tuple[list[Label], float] | None:
+    """The model's guess for an item and its confidence, if the current queue holds one."""
+    entry = QueueEntry.objects.filter(item=item).first()
+    if entry is None or entry.confidence is None or not entry.suggested_labels:
+        return None
+    return list(Label.objects.filter(pk__in=entry.suggested_labels)), entry.confidence

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from labeling.models import Annotation, Item, Label, Lease, Project
 from labeling.queue import release_lease
+from modeling.scheduling import retrain_if_due
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -82,6 +83,7 @@ def submit_answer(
                 item, annotator, labels, skipped, seconds, client_id
             )
             release_lease(item, annotator)
+            transaction.on_commit(lambda: retrain_if_due(project))
     except IntegrityError:
         # A concurrent copy of the same request won the race; it holds the answer.
         existing = Annotation.objects.filter(client_id=client_id).first()

@@ -13,5 +13,7 @@ urlpatterns = [
     path("projects/<int:project_id>/label/undo/", views.undo, name="undo"),
     path("projects/<int:project_id>/label/items/<int:item_id>/", views.reopen, name="reopen"),
     path("projects/<int:project_id>/import/", views.project_import, name="project_import"),
+    path("projects/<int:project_id>/model/", views.model_status, name="model_status"),
+    path("projects/<int:project_id>/model/retrain/", views.retrain, name="retrain"),
     path("projects/<int:project_id>/members/", views.project_members, name="project_members"),
 ]

@@ -18,8 +18,9 @@ from labeling.forms import AnswerForm, ImportForm, MemberForm, ProjectForm
 from labeling.importing import ImportFailed, import_items
 from labeling.models import Annotation, Item, Project, Role
 from labeling.parsers import ParseError, guess_format
-from labeling.queue import lease_next_item
+from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import progress_for, recent_answers, submit_answer, undo_last_answer
+from modeling.scheduling import request_retrain, state_of
 
 ANSWERING = (Role.LEAD, Role.ANNOTATOR, Role.REVIEWER)
 
@@ -59,8 +60,36 @@ def project_detail(request: AuthedRequest, project_id: int) -> HttpResponse:
         "role": project.role_of(request.user),
         "progress": progress_for(project, request.user),
         "labels": project.labels.all(),
+        **model_status_context(project),
     }
     return render(request, "labeling/project_detail.html", context)
+
+
+@login_required
+def model_status(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    context = {"project": project, **model_status_context(project)}
+    return render(request, "labeling/project_detail.html#model-status", context)
+
+
+@login_required
+@require_POST
+def retrain(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    request_retrain(project)
+    if request.htmx:
+        return model_status(request, project_id)
+    return redirect("project_detail", project_id=project.pk)
+
+
+def model_status_context(project: Project) -> dict[str, object]:
+    state = state_of(project)
+    return {
+        "state": state,
+        "latest_version": project.model_versions.first(),
+        "queue_length": project.queue_entries.count(),
+        "busy": state.is_running() or state.queued_at is not None,
+    }
 
 
 @login_required
@@ -136,6 +165,7 @@ def _workspace(
 ) -> HttpResponse:
     labels = list(project.labels.all())
     chosen = {label.pk for label in reopened.labels.all()} if reopened else set()
+    suggestion = suggestion_for(item) if item and project.show_suggestions else None
     context = {
         "project": project,
         "item": item,
@@ -144,6 +174,7 @@ def _workspace(
         "reopened": reopened,
         "errors": errors,
         "notice": notice,
+        "suggestion": suggestion,
         "client_id": uuid.uuid4(),
         "history": recent_answers(project, request.user),
         "progress": progress_for(project, request.user),
@@ -164,6 +195,8 @@ def project_import(request: AuthedRequest, project_id: int) -> HttpResponse:
         try:
             fmt = form.cleaned_data["format"] or guess_format(upload.name)
             report = import_items(project, upload, fmt, form.columns())
+            if report.imported:
+                request_retrain(project)
         except (ParseError, ImportFailed) as exc:
             form.add_error(None, str(exc))
     context = {"project": project, "form": form, "report": report}

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from labeling.importing import ImportFailed, import_items
 from labeling.models import Project
 from labeling.parsers import FORMATS, Columns, ParseError, guess_format
+from modeling.scheduling import request_retrain
 
 
 def find_project(reference: str) -> Project:
@@ -64,4 +65,6 @@ class Command(BaseCommand):
             self.stderr.write(f"line {rejection.line}: {rejection.reason}")
         if report.rejected > len(report.rejections):
             self.stderr.write(f"... and {report.rejected - len(report.rejections)} more")
+        if report.imported:
+            request_retrain(project)
         self.stdout.write(report.summary())

@@ -14,6 +14,7 @@ from django.db import transaction
 from labeling.importing import import_items
 from labeling.models import Project, Role
 from labeling.parsers import Columns
+from modeling.scheduling import request_retrain
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "support_messages.txt"
 DEMO_PROJECT = "Support inbox (demo)"
@@ -49,6 +50,9 @@ class Command(BaseCommand):
                     import_items(project, stream, "txt", Columns())
             project.add_member(lead, Role.LEAD)
             project.add_member(users.get(username="annotator"), Role.ANNOTATOR)
+            if created:
+                # The worker embeds the demo items and ranks a first, diverse queue.
+                request_retrain(project)
         self.stdout.write(f"Demo project: {project.name} ({project.items.count()} items)")
         for username, password in passwords.items():
             self.stdout.write(f"  log in as {username:<10} password {password}")

@@ -1,0 +1,417 @@
+"""Keeping a project's model current: embed new items, train, score the pool, refresh the queue.
+
+This runs in Celery workers (see modeling/tasks.py); the web app asks for it through
+modeling/scheduling.py and never imports this module, so it never loads torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from labeling.models import Annotation, Item, Label, Lease, Project, QueueEntry
+from modeling.classifiers import HeadClassifier
+from modeling.encoders import DEFAULT_ENCODER_NAME, TextEncoder
+from modeling.evaluation import cross_validated_accuracy
+from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
+from modeling.ranking import rank_pool
+from modeling.scheduling import locked_state, request_retrain
+from modeling.strategies import DEFAULT_STRATEGY, STRATEGIES, cold_start, nearest_to
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 512
+QUEUE_LENGTH = 1000
+COLD_START_LENGTH = 100
+SEEDS_PER_LABEL = 5
+
+Progress = Callable[[int, int], None]
+
+
+# --- Doing the work (worker side) ----------------------------------------------------------
+
+
+def refresh_model(project_id: int, run_id: str) -> ModelVersion | None:
+    """Embed, train, score and refresh the queue for one project; safe to run twice.
+
+    Only one run per project at a time: a second run that finds the first alive only leaves
+    a follow-up request. A redelivered task (same run id, after a worker died) takes over.
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None or not _claim(project, run_id):
+        return None
+    try:
+        return _refresh(project)
+    except Exception as exc:
+        ModelState.objects.filter(project=project).update(last_error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if _release(project):
+            request_retrain(project)
+
+
+def _claim(project: Project, run_id: str) -> bool:
+    with transaction.atomic():
+        state = locked_state(project)
+        if state.is_running() and state.run_id != run_id:
+            state.follow_up = True
+            state.save(update_fields=["follow_up", "updated_at"])
+            return False
+        state.running_since = timezone.now()
+        state.run_id = run_id
+        state.queued_at = None
+        state.follow_up = False
+        state.last_error = ""
+        state.save()
+        return True
+
+
+def _release(project: Project) -> bool:
+    with transaction.atomic():
+        state = locked_state(project)
+        follow_up = state.follow_up
+        state.running_since = None
+        state.run_id = ""
+        state.follow_up = False
+        state.phase = Phase.IDLE
+        state.save()
+        return follow_up
+
+
+def _set_phase(project: Project, phase: str, done: int = 0, total: int = 0) -> None:
+    ModelState.objects.filter(project=project).update(
+        phase=phase, progress_done=done, progress_total=total, updated_at=timezone.now()
+    )
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    item_ids: list[int]
+    targets: npt.NDArray[np.int64]  # class indices, or an (n, n_classes) 0/1 matrix
+    class_counts: dict[str, int]
+
+
+def _refresh(project: Project) -> ModelVersion | None:
+    snapshot_at = timezone.now()
+    ids, vectors = ensure_embeddings(
+        project, lambda done, total: _set_phase(project, Phase.EMBEDDING, done, total)
+    )
+    labels = list(project.labels.all())
+    training = training_set(project, labels)
+    pool_ids = set(
+        Item.objects.filter(project=project, answer_count__lt=project.overlap).values_list(
+            "id", flat=True
+        )
+    )
+    position = {item_id: row for row, item_id in enumerate(ids.tolist())}
+    pool_rows = np.array([position[i] for i in ids.tolist() if i in pool_ids], dtype=np.intp)
+    rng = np.random.default_rng(int(snapshot_at.timestamp()))
+    if not _can_train(project, training):
+        order = _cold_start_order(project, labels, vectors, pool_rows, rng)
+        _write_queue(project, ids, order, None, None, labels, snapshot_at)
+        return None
+
+    _set_phase(project, Phase.TRAINING)
+    started = time.perf_counter()
+    labeled_rows = np.array([position[i] for i in training.item_ids], dtype=np.intp)
+    X, y = vectors[labeled_rows], training.targets
+    classifier = HeadClassifier(len(labels), multi_label=project.multi_label).fit(X, y)
+    train_seconds = time.perf_counter() - started
+    metrics: dict[str, float] = {}
+    if not project.multi_label:
+        accuracy = cross_validated_accuracy(
+            lambda: HeadClassifier(len(labels)), X, y, rng=np.random.default_rng(0)
+        )
+        if accuracy is not None:
+            metrics["cv_accuracy"] = accuracy
+
+    _set_phase(project, Phase.SCORING)
+    started = time.perf_counter()
+    probabilities = classifier.predict_proba(vectors[pool_rows])
+    strategy = STRATEGIES.get(project.strategy, STRATEGIES[DEFAULT_STRATEGY])()
+    ranked = rank_pool(
+        probabilities,
+        vectors[pool_rows],
+        strategy,
+        batch_size=max(2 * project.retrain_every, 20),
+        n_ranked=QUEUE_LENGTH,
+        rng=rng,
+        multi_label=project.multi_label,
+        labeled_embeddings=X,
+    )
+    unseen = {label.pk for label in labels if training.class_counts.get(label.name, 0) == 0}
+    seeds = _seed_rows(project, labels, unseen, vectors, pool_rows)
+    order = _merge(seeds, pool_rows[ranked])
+    by_row = {int(row): probabilities[i] for i, row in enumerate(pool_rows)}
+    score_seconds = time.perf_counter() - started
+    return _write_queue(
+        project,
+        ids,
+        order,
+        by_row,
+        dict(
+            kind="head",
+            encoder=encoder_name(project),
+            strategy=project.strategy,
+            labels_used=len(training.item_ids),
+            class_counts=training.class_counts,
+            pool_size=len(pool_rows),
+            train_seconds=train_seconds,
+            score_seconds=score_seconds,
+            device="cpu",
+            metrics=metrics,
+        ),
+        labels,
+        snapshot_at,
+    )
+
+
+def _can_train(project: Project, training: TrainingSet) -> bool:
+    seen_classes = sum(1 for count in training.class_counts.values() if count)
+    needed = 1 if project.multi_label else 2
+    return len(training.item_ids) >= 2 and seen_classes >= needed
+
+
+def training_set(project: Project, labels: list[Label]) -> TrainingSet:
+    """Each answered item with its agreed label(s): the majority answer over annotators."""
+    index = {label.pk: i for i, label in enumerate(labels)}
+    chosen: dict[int, dict[int, set[int]]] = defaultdict(dict)
+    rows = Annotation.objects.filter(item__project=project, skipped=False).values_list(
+        "pk", "item_id", "labels__id"
+    )
+    for annotation_id, item_id, label_id in rows:
+        picked = chosen[item_id].setdefault(annotation_id, set())
+        if label_id is not None:
+            picked.add(index[label_id])
+    item_ids = sorted(chosen)
+    counts: Counter[int] = Counter()
+    targets: npt.NDArray[np.int64]
+    if project.multi_label:
+        targets = np.zeros((len(item_ids), len(labels)), dtype=np.int64)
+        for row, item_id in enumerate(item_ids):
+            answers = list(chosen[item_id].values())
+            votes = Counter(i for answer in answers for i in answer)
+            for i, n in votes.items():
+                if 2 * n >= len(answers):
+                    targets[row, i] = 1
+                    counts[i] += 1
+    else:
+        targets = np.zeros(len(item_ids), dtype=np.int64)
+        for row, item_id in enumerate(item_ids):
+            votes = Counter(i for answer in chosen[item_id].values() for i in answer)
+            targets[row] = votes.most_common(1)[0][0]
+            counts[int(targets[row])] += 1
+    return TrainingSet(
+        item_ids=item_ids,
+        targets=targets,
+        class_counts={label.name: counts[i] for i, label in enumerate(labels)},
+    )
+
+
+def _cold_start_order(
+    project: Project,
+    labels: list[Label],
+    vectors: npt.NDArray[np.float32],
+    pool_rows: npt.NDArray[np.intp],
+    rng: np.random.Generator,
+) -> npt.NDArray[np.intp]:
+    seeds = _seed_rows(project, labels, {label.pk for label in labels}, vectors, pool_rows)
+    if len(pool_rows) == 0:
+        return seeds
+    typical = cold_start(vectors[pool_rows], min(COLD_START_LENGTH, len(pool_rows)), rng)
+    return _merge(seeds, pool_rows[typical])
+
+
+def _seed_rows(
+    project: Project,
+    labels: list[Label],
+    label_ids: set[int],
+    vectors: npt.NDArray[np.float32],
+    pool_rows: npt.NDArray[np.intp],
+) -> npt.NDArray[np.intp]:
+    """Items likely to show labels the model has no example of: keyword hits, then nearest
+    items to each label's description."""
+    wanted = [label for label in labels if label.pk in label_ids]
+    if not wanted or len(pool_rows) == 0:
+        return np.array([], dtype=np.intp)
+    picks: list[int] = []
+    pool_item_rows = {int(r) for r in pool_rows}
+    for label in wanted:
+        words = [w.strip() for w in label.keywords.split(",") if w.strip()]
+        if not words:
+            continue
+        hits = _keyword_rows(project, words, pool_item_rows)
+        picks.extend(hits[:SEEDS_PER_LABEL])
+    described = [label for label in wanted if label.description.strip()]
+    if described:
+        queries = _encoder_for(project).encode([label.description for label in described])
+        nearest = nearest_to(queries, vectors[pool_rows], SEEDS_PER_LABEL * len(described))
+        picks.extend(int(pool_rows[i]) for i in nearest)
+    return np.array(list(dict.fromkeys(picks)), dtype=np.intp)
+
+
+def _keyword_rows(project: Project, words: list[str], pool_rows: set[int]) -> list[int]:
+    ids, _ = load_embeddings(project, encoder_name(project))
+    position = {int(item_id): row for row, item_id in enumerate(ids.tolist())}
+    query = Item.objects.filter(project=project, answer_count__lt=project.overlap)
+    condition = Q()
+    for word in words:
+        condition |= Q(text__icontains=word)
+    matches = query.filter(condition).values_list("id", flat=True)[: SEEDS_PER_LABEL * 4]
+    return [position[i] for i in matches if i in position and position[i] in pool_rows]
+
+
+def _merge(*orders: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    merged = dict.fromkeys(int(row) for order in orders for row in order)
+    return np.array(list(merged), dtype=np.intp)
+
+
+def _write_queue(
+    project: Project,
+    ids: npt.NDArray[np.int64],
+    order: npt.NDArray[np.intp],
+    probabilities: dict[int, npt.NDArray[np.floating]] | None,
+    version_fields: dict[str, object] | None,
+    labels: list[Label],
+    snapshot_at: datetime,
+) -> ModelVersion | None:
+    """Replace the ranked queue, unless a newer model already wrote one (version guard)."""
+    with transaction.atomic():
+        state = locked_state(project)
+        latest = project.model_versions.first()
+        if latest is not None and latest.snapshot_at > snapshot_at:
+            log.info("Discarding a result for project %s from older labels", project.pk)
+            return None
+        version = None
+        if version_fields is not None:
+            version = ModelVersion.objects.create(
+                project=project,
+                number=(latest.number + 1) if latest else 1,
+                snapshot_at=snapshot_at,
+                **version_fields,
+            )
+        entries = []
+        for rank, row in enumerate(order.tolist()):
+            suggested: list[int] = []
+            confidence = None
+            if probabilities is not None and row in probabilities:
+                suggested, confidence = _suggestion(probabilities[row], labels, project.multi_label)
+            entries.append(
+                QueueEntry(
+                    project=project,
+                    item_id=int(ids[row]),
+                    rank=rank,
+                    score=float(len(order) - rank),
+                    model_version=version.number if version else 0,
+                    suggested_labels=suggested,
+                    confidence=confidence,
+                )
+            )
+        QueueEntry.objects.filter(project=project).delete()
+        QueueEntry.objects.bulk_create(entries, batch_size=1000)
+        Lease.objects.filter(project=project, expires_at__lte=timezone.now()).delete()
+        state.queue_refreshed_at = timezone.now()
+        state.save(update_fields=["queue_refreshed_at", "updated_at"])
+    return version
+
+
+def _suggestion(
+    probabilities: npt.NDArray[np.floating], labels: list[Label], multi_label: bool
+) -> tuple[list[int], float]:
+    if multi_label:
+        chosen = [labels[i].pk for i, p in enumerate(probabilities) if p >= 0.5]
+        certainty = float(np.min(np.maximum(probabilities, 1 - probabilities)))
+        return chosen, certainty
+    best = int(np.argmax(probabilities))
+    return [labels[best].pk], float(probabilities[best])
+
+
+# --- Embeddings ----------------------------------------------------------------------------
+
+
+def encoder_name(project: Project) -> str:
+    return project.encoder.strip() or DEFAULT_ENCODER_NAME
+
+
+@lru_cache(maxsize=2)
+def _load_encoder(path: str) -> TextEncoder:
+    return TextEncoder(Path(path) if path else None)
+
+
+def _encoder_for(project: Project) -> TextEncoder:
+    return _load_encoder(project.encoder.strip())
+
+
+_cache: dict[tuple[int, str], tuple[frozenset[int], npt.NDArray[np.int64], npt.NDArray[np.float32]]]
+_cache = {}
+
+
+def load_embeddings(
+    project: Project, encoder: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """All stored embeddings of the project for one encoder, as (item ids, vectors).
+
+    Chunks already read by this process are kept in memory; only new ones are fetched.
+    """
+    key = (project.pk, encoder)
+    chunk_ids = frozenset(
+        EmbeddingChunk.objects.filter(project=project, encoder=encoder).values_list("pk", flat=True)
+    )
+    cached = _cache.get(key)
+    if cached is not None and cached[0] == chunk_ids:
+        return cached[1], cached[2]
+    known = cached[0] if cached is not None and cached[0] <= chunk_ids else frozenset()
+    parts_ids = [cached[1]] if known and cached else []
+    parts_vectors = [cached[2]] if known and cached else []
+    for chunk in EmbeddingChunk.objects.filter(pk__in=chunk_ids - known).order_by("pk"):
+        chunk_item_ids, vectors = chunk.unpack()
+        parts_ids.append(chunk_item_ids)
+        parts_vectors.append(vectors)
+    if parts_ids:
+        ids = np.concatenate(parts_ids)
+        vectors = np.concatenate(parts_vectors).astype(np.float32, copy=False)
+    else:
+        ids, vectors = np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    _cache[key] = (chunk_ids, ids, vectors)
+    return ids, vectors
+
+
+def ensure_embeddings(
+    project: Project, progress: Progress | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Embed the project's items that have no embedding yet; return those of current items."""
+    name = encoder_name(project)
+    ids, vectors = load_embeddings(project, name)
+    current = list(Item.objects.filter(project=project).values_list("id", flat=True))
+    have = set(ids.tolist())
+    missing = [item_id for item_id in current if item_id not in have]
+    if missing:
+        encoder = _encoder_for(project)
+        for start in range(0, len(missing), CHUNK_SIZE):
+            if progress is not None:
+                progress(start, len(missing))
+            batch = missing[start : start + CHUNK_SIZE]
+            texts = dict(Item.objects.filter(pk__in=batch).values_list("id", "text"))
+            batch = [item_id for item_id in batch if item_id in texts]
+            if batch:
+                embedded = encoder.encode([texts[item_id] for item_id in batch])
+                EmbeddingChunk.pack(project, name, batch, embedded).save()
+        if progress is not None:
+            progress(len(missing), len(missing))
+        ids, vectors = load_embeddings(project, name)
+    keep = np.isin(ids, np.array(current, dtype=np.int64))
+    if not keep.all():
+        ids, vectors = ids[keep], vectors[keep]
+    return ids, vectors
