@@ -1,0 +1,83 @@
+"""A real Celery worker process for integration stories, on the test database and broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from config.celery import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url_for_processes() -> str:
+    """The URL of the database this test run uses, for processes started by a test."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}")
+
+
+@contextmanager
+def running_worker(log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `celery worker` as its own process and stop it afterwards."""
+    app.control.purge()
+    name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_processes(),
+        "REDIS_URL": settings.REDIS_URL,
+        "SIFT_VAR_DIR": str(settings.VAR_DIR),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "DEBUG": "0",
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--loglevel=info",
+                "--concurrency=1",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                name,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: b" ready." in log_path.read_bytes(), 60, "the worker to start")
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
