@@ -18,6 +18,6 @@ app.autodiscover_tasks()
 def _prepare_embedded_broker(sender: Celery, **kwargs: object) -> None:
     """The file-system broker needs its folders before the first message."""
     options = sender.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if key in options:
             Path(options[key]).mkdir(parents=True, exist_ok=True)
