@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django import forms
@@ -11,6 +12,7 @@ from django.core.exceptions import ValidationError
 
 from labeling.models import Item, Label, Project, Role
 from labeling.parsers import FORMATS, Columns
+from modeling.strategies import STRATEGIES
 
 
 class AnswerForm(forms.Form):
@@ -99,3 +101,68 @@ class MemberForm(forms.Form):
         if not exists and not data.get("password"):
             raise ValidationError(f"No user {username!r}; give a password to create the account.")
         return data
+
+
+class ProjectSettingsForm(forms.ModelForm):
+    strategy = forms.ChoiceField(choices=[(name, name) for name in STRATEGIES])
+
+    class Meta:
+        model = Project
+        fields = [
+            "name",
+            "instructions",
+            "overlap",
+            "lease_seconds",
+            "retrain_every",
+            "strategy",
+            "show_suggestions",
+            "encoder",
+        ]
+
+    def clean_overlap(self) -> int:
+        overlap = int(self.cleaned_data["overlap"])
+        if overlap < 1:
+            raise ValidationError("At least one annotator per item.")
+        return overlap
+
+    def clean_retrain_every(self) -> int:
+        every = int(self.cleaned_data["retrain_every"])
+        if every < 1:
+            raise ValidationError("Retrain after at least one answer.")
+        return every
+
+    def clean_encoder(self) -> str:
+        path = str(self.cleaned_data["encoder"]).strip()
+        if path and not (Path(path) / "config.json").is_file():
+            raise ValidationError(f"{path} is not a Hugging Face model folder (no config.json).")
+        return path
+
+
+class BaseLabelFormSet(forms.BaseModelFormSet):
+    def clean(self) -> None:
+        super().clean()
+        names: set[str] = set()
+        hotkeys: set[str] = set()
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None)
+            if not data or not data.get("name"):
+                continue
+            name, hotkey = data["name"].strip(), (data.get("hotkey") or "").strip()
+            if name in names:
+                raise ValidationError(f"Two labels are named {name!r}.")
+            if hotkey and hotkey in hotkeys:
+                raise ValidationError(f"Two labels use the key {hotkey!r}.")
+            names.add(name)
+            hotkeys.add(hotkey)
+
+
+LabelFormSet = forms.modelformset_factory(
+    Label,
+    formset=BaseLabelFormSet,
+    fields=["name", "hotkey", "color", "description", "keywords"],
+    extra=1,
+    widgets={
+        "color": forms.TextInput(attrs={"type": "color"}),
+        "description": forms.Textarea(attrs={"rows": 2}),
+    },
+)

@@ -16,4 +16,5 @@ urlpatterns = [
     path("projects/<int:project_id>/model/", views.model_status, name="model_status"),
     path("projects/<int:project_id>/model/retrain/", views.retrain, name="retrain"),
     path("projects/<int:project_id>/members/", views.project_members, name="project_members"),
+    path("projects/<int:project_id>/settings/", views.project_settings, name="project_settings"),
 ]

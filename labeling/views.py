@@ -14,7 +14,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from labeling.access import LEADS, AuthedRequest, can_create_projects, project_for
-from labeling.forms import AnswerForm, ImportForm, MemberForm, ProjectForm
+from labeling.forms import (
+    AnswerForm,
+    ImportForm,
+    LabelFormSet,
+    MemberForm,
+    ProjectForm,
+    ProjectSettingsForm,
+)
 from labeling.importing import ImportFailed, import_items
 from labeling.models import Annotation, Item, Project, Role
 from labeling.parsers import ParseError, guess_format
@@ -203,6 +210,26 @@ def project_import(request: AuthedRequest, project_id: int) -> HttpResponse:
     return render(
         request, "labeling/project_import.html", context, status=422 if form.errors else 200
     )
+
+
+@login_required
+def project_settings(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    form = ProjectSettingsForm(request.POST or None, instance=project, prefix="project")
+    labels = LabelFormSet(request.POST or None, queryset=project.labels.all(), prefix="labels")
+    if request.method == "POST" and form.is_valid() and labels.is_valid():
+        with transaction.atomic():
+            form.save()
+            for label in labels.save(commit=False):
+                label.project = project
+                if label.pk is None:
+                    label.position = project.labels.count()
+                label.save()
+        messages.success(request, "Settings saved.")
+        return redirect("project_settings", project_id=project.pk)
+    context = {"project": project, "form": form, "labels": labels}
+    status = 422 if request.method == "POST" else 200
+    return render(request, "labeling/project_settings.html", context, status=status)
 
 
 @login_required

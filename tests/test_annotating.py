@@ -237,3 +237,58 @@ def test_undo_with_nothing_to_undo_says_so_in_place(project: Project, bob: User)
     assert response.status_code == 200
     assert b"Nothing to undo." in response.content
     assert shown_item(response) is not None
+
+
+def test_a_lead_describes_labels_and_tunes_the_loop(project: Project, alice: User) -> None:
+    client = client_for(alice)
+    page = client.get(reverse("project_settings", args=[project.pk]))
+    labels = list(project.labels.all())
+    data = {
+        "project-name": project.name,
+        "project-instructions": "Be kind",
+        "project-overlap": 2,
+        "project-lease_seconds": 300,
+        "project-retrain_every": 25,
+        "project-strategy": "margin",
+        "project-show_suggestions": "",
+        "project-encoder": "",
+        "labels-TOTAL_FORMS": len(labels) + 1,
+        "labels-INITIAL_FORMS": len(labels),
+        "labels-MIN_NUM_FORMS": 0,
+        "labels-MAX_NUM_FORMS": 1000,
+    }
+    for i, existing in enumerate(labels):
+        data |= {
+            f"labels-{i}-id": existing.pk,
+            f"labels-{i}-name": existing.name,
+            f"labels-{i}-hotkey": existing.hotkey,
+            f"labels-{i}-color": existing.color,
+            f"labels-{i}-description": "glowing praise" if existing.name == "positive" else "",
+            f"labels-{i}-keywords": "",
+        }
+    new = len(labels)
+    data |= {
+        f"labels-{new}-name": "mixed",
+        f"labels-{new}-hotkey": "m",
+        f"labels-{new}-color": "#123456",
+    }
+
+    response = client.post(reverse("project_settings", args=[project.pk]), data)
+
+    assert page.status_code == 200
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.overlap, project.retrain_every, project.strategy) == (2, 25, "margin")
+    assert project.show_suggestions is False
+    assert project.labels.get(name="positive").description == "glowing praise"
+    assert project.labels.get(name="mixed").hotkey == "m"
+
+    data[f"labels-{new}-name"] = "positive"
+    response = client.post(reverse("project_settings", args=[project.pk]), data)
+    assert response.status_code == 422
+    assert b"Two labels are named" in response.content
+
+
+def test_annotators_cannot_change_settings(project: Project, bob: User) -> None:
+    response = client_for(bob).get(reverse("project_settings", args=[project.pk]))
+    assert response.status_code == 404
