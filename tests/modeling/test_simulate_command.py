@@ -1,0 +1,159 @@
+"""`manage.py simulate`: Alice replays active learning on a small labeled file before a project.
+
+These tests embed with the real MiniLM model, so each successful run costs a second or two.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+SUBJECTS = ("The striker", "Our goalkeeper", "The home team", "The coach", "A young winger")
+TOPICS = {
+    "sport": ("scored twice in the final", "won the league title", "lost the derby on penalties"),
+    "weather": (
+        "heavy rain is expected tomorrow",
+        "snow will cover the hills tonight",
+        "a heatwave is forecast this week",
+    ),
+    "cooking": (
+        "simmer the sauce for ten minutes",
+        "knead the dough until smooth",
+        "season the soup with pepper",
+    ),
+}
+SMALL_RUN = ("--seed-size", "6", "--batch-size", "6", "--budget", "24", "--repeats", "1")
+
+
+@pytest.fixture(autouse=True)
+def embedding_cache(settings, tmp_path: Path) -> Path:
+    """Keep cached embeddings out of the real var/ folder."""
+    settings.VAR_DIR = tmp_path / "var"
+    return settings.VAR_DIR / "cache" / "embeddings"
+
+
+def write_dataset(path: Path, topics: dict[str, tuple[str, ...]] = TOPICS) -> Path:
+    """Twenty short texts per topic in a `text,label` CSV with a header."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for label, phrases in topics.items():
+            for i in range(20):
+                opening = SUBJECTS[i % len(SUBJECTS)] if label == "sport" else f"Note {i}:"
+                writer.writerow([f"{opening} {phrases[i % len(phrases)]}", label])
+    return path
+
+
+def accuracies(out: Path) -> list[str]:
+    with (out / "curves.csv").open(newline="") as handle:
+        return [row["accuracy"] for row in csv.DictReader(handle)]
+
+
+def simulate(*args: str) -> str:
+    stdout = StringIO()
+    call_command("simulate", *args, stdout=stdout, stderr=StringIO())
+    return stdout.getvalue()
+
+
+def test_it_writes_curves_a_plot_and_a_summary(tmp_path: Path):
+    train = write_dataset(tmp_path / "topics.csv")
+    out = tmp_path / "results"
+
+    output = simulate("--train", str(train), "--out", str(out), *SMALL_RUN)
+
+    assert "Held out 12 of topics.csv" in output
+    with (out / "curves.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["strategy", "repeat", "labels", "accuracy", "macro_f1", "seconds"]
+    assert [(row["strategy"], row["labels"]) for row in rows] == [
+        (strategy, str(labels))
+        for strategy in ("uncertain_diverse", "random")
+        for labels in (6, 12, 18, 24)
+    ]
+    assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["default_strategy"] == "uncertain_diverse"
+    assert set(summary["strategies"]) == {"uncertain_diverse", "random"}
+    for row in summary["strategies"].values():
+        assert set(row) == {"auc", "final_accuracy", "accuracy_at", "labels_to_random_final"}
+        assert row["accuracy_at"] == {}  # 24 labels never reach the first checkpoint, 125
+    # Three obvious topics: the model is right on the held-out texts.
+    assert summary["strategies"]["random"]["final_accuracy"] == 1.0
+    assert "labels to random's final" in output
+
+
+def test_a_second_run_reuses_the_cached_embeddings(tmp_path: Path, embedding_cache: Path):
+    train = write_dataset(tmp_path / "topics.csv")
+    args = ("--train", str(train), "--strategy", "margin", *SMALL_RUN)
+
+    first = simulate(*args, "--out", str(tmp_path / "one"))
+    second = simulate(*args, "--out", str(tmp_path / "two"))
+
+    assert "Embedding topics.csv: 60/60" in first
+    assert len(list(embedding_cache.glob("*.npy"))) == 1
+    assert "read from the cache" in second
+    assert "Embedding topics.csv" not in second
+    assert accuracies(tmp_path / "one") == accuracies(tmp_path / "two")
+
+
+def test_labeled_lines_with_a_separate_test_file(tmp_path: Path):
+    lines = [f"{label} {text}" for label, texts in TOPICS.items() for text in texts]
+    train = tmp_path / "topics.train"
+    train.write_text("\n".join(lines * 5) + "\n\n", encoding="utf-8")
+    test = tmp_path / "topics.test"
+    test.write_text("\n".join([*lines, "sport"]) + "\n", encoding="utf-8")
+    out = tmp_path / "results"
+
+    output = simulate(
+        "--train", str(train), "--test", str(test), "--format", "labeled-lines",
+        "--strategy", "random", "--out", str(out), *SMALL_RUN,
+    )  # fmt: skip
+
+    assert "Read 45 labeled rows from topics.train." in output
+    assert "Read 9 labeled rows from topics.test; dropped 1 without text" in output
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["strategies"]) == ["random"]
+
+
+def test_it_names_the_columns_a_file_has_when_one_is_missing(tmp_path: Path):
+    train = write_dataset(tmp_path / "topics.csv")
+
+    with pytest.raises(CommandError, match=r"'category' not found; the header has: text, label"):
+        simulate("--train", str(train), "--label-column", "category", "--out", str(tmp_path))
+
+
+def test_it_lists_the_strategies_when_one_is_unknown(tmp_path: Path):
+    train = write_dataset(tmp_path / "topics.csv")
+
+    with pytest.raises(CommandError, match=r"Unknown strategy 'smart'; choose from: random, "):
+        simulate("--train", str(train), "--strategy", "margin", "smart", "--out", str(tmp_path))
+
+
+def test_it_only_knows_the_head_model_for_now(tmp_path: Path):
+    train = write_dataset(tmp_path / "topics.csv")
+
+    with pytest.raises(CommandError, match=r"Unknown model 'finetune'; choose one of: head\."):
+        simulate("--train", str(train), "--model", "finetune", "--out", str(tmp_path))
+
+
+def test_a_file_with_one_class_cannot_train_a_classifier(tmp_path: Path):
+    train = write_dataset(tmp_path / "sport.csv", {"sport": TOPICS["sport"]})
+
+    with pytest.raises(CommandError, match=r"single class \('sport'\)"):
+        simulate("--train", str(train), "--out", str(tmp_path))
+
+
+def test_it_asks_for_a_format_it_cannot_guess(tmp_path: Path):
+    train = tmp_path / "topics.train"
+    train.write_text("sport The striker scored\n", encoding="utf-8")
+
+    with pytest.raises(CommandError, match=r"pass --format \(one of: csv, tsv, jsonl, labeled"):
+        simulate("--train", str(train), "--out", str(tmp_path))
