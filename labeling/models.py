@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import secrets
 import unicodedata
 import uuid
 from datetime import timedelta
@@ -291,3 +292,53 @@ class QueueEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.rank} item {self.item_id} (v{self.model_version})"
+
+
+TOKEN_PREFIX = "sift_"
+
+
+class ApiToken(models.Model):
+    """A personal API key; only its SHA-256 is stored, so a leaked database leaks no key."""
+
+    user = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    @classmethod
+    def issue(cls, user: User, name: str = "") -> tuple[ApiToken, str]:
+        """Create a token and return it with its key, which is shown this once only."""
+        key = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user, name=name, prefix=key[: len(TOKEN_PREFIX) + 6], key_hash=cls.hash_key(key)
+        )
+        return token, key
+
+    @classmethod
+    def find_active(cls, key: str) -> ApiToken | None:
+        token = (
+            cls.objects.select_related("user")
+            .filter(key_hash=cls.hash_key(key), revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )
+        return token
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 MAX_SECONDS_SPENT = 24 * 3600
 
 
+class ClientIdConflict(ValidationError):
+    """A retried request whose client id belongs to a different answer."""
+
+
 @dataclass(frozen=True)
 class Progress:
     mine_today: int
@@ -103,7 +107,7 @@ def _same_request(
         and {label.pk for label in existing.labels.all()} == {label.pk for label in labels}
     )
     if not same:
-        raise ValidationError("This client id was already used for a different answer.")
+        raise ClientIdConflict("This client id was already used for a different answer.")
     return existing
 
 

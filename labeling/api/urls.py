@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from rest_framework.routers import SimpleRouter
+
+from labeling.api import views
+
+router = SimpleRouter()
+router.register("projects", views.ProjectViewSet, basename="project")
+
+nested = SimpleRouter()
+nested.register("labels", views.LabelViewSet, basename="label")
+nested.register("items", views.ItemViewSet, basename="item")
+nested.register("annotations", views.AnnotationViewSet, basename="annotation")
+nested.register("queue", views.QueueViewSet, basename="queue")
+nested.register("model-versions", views.ModelVersionViewSet, basename="model-version")
+
+training = views.TrainingViewSet.as_view({"get": "status", "post": "trigger"})
+
+urlpatterns = [
+    path("", include(router.urls)),
+    path("projects/<int:project_pk>/", include(nested.urls)),
+    path("projects/<int:project_pk>/training/", training, name="training"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
+]
