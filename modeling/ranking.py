@@ -59,3 +59,24 @@ def rank_pool(
     # A stable sort keeps equal scores in index order, so a ranking is repeatable.
     tail = np.argsort(-scores, kind="stable")[: n_ranked - len(head)]
     return np.concatenate([np.asarray(head, dtype=np.intp), tail.astype(np.intp)])
+
+
+def farthest_first(embeddings: FloatArray) -> IndexArray:
+    """Order items so that each next one is the farthest from all before it.
+
+    The first is the most typical item (closest to the mean), so the head of a cold-start
+    queue shows the variety of the data instead of whatever the clustering listed first.
+    """
+    n = len(embeddings)
+    if n == 0:
+        return np.zeros(0, dtype=np.intp)
+    points = np.asarray(embeddings, dtype=np.float64)
+    first = int(np.argmin(((points - points.mean(axis=0)) ** 2).sum(axis=1)))
+    order = [first]
+    nearest = ((points - points[first]) ** 2).sum(axis=1)
+    for _ in range(n - 1):
+        nearest[order[-1]] = -1.0
+        following = int(np.argmax(nearest))
+        order.append(following)
+        nearest = np.minimum(nearest, ((points - points[following]) ** 2).sum(axis=1))
+    return np.asarray(order, dtype=np.intp)

@@ -26,7 +26,7 @@ from modeling.classifiers import HeadClassifier
 from modeling.encoders import DEFAULT_ENCODER_NAME, TextEncoder
 from modeling.evaluation import cross_validated_accuracy
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
-from modeling.ranking import rank_pool
+from modeling.ranking import farthest_first, rank_pool
 from modeling.scheduling import locked_state, request_retrain
 from modeling.strategies import DEFAULT_STRATEGY, STRATEGIES, cold_start, nearest_to
 
@@ -231,6 +231,7 @@ def _cold_start_order(
     if len(pool_rows) == 0:
         return seeds
     typical = cold_start(vectors[pool_rows], min(COLD_START_LENGTH, len(pool_rows)), rng)
+    typical = typical[farthest_first(vectors[pool_rows][typical])]
     return _merge(seeds, pool_rows[typical])
 
 

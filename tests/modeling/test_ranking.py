@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modeling.ranking import rank_pool
+from modeling.ranking import farthest_first, rank_pool
 from modeling.strategies import MarginStrategy, RandomStrategy
 
 
@@ -27,3 +27,15 @@ def test_random_batches_are_followed_by_uncertainty_without_repeats() -> None:
     order = rank_pool(probabilities, embeddings, RandomStrategy(), 5, 20, rng)
 
     assert len(order) == len(set(order.tolist())) == 20
+
+
+def test_farthest_first_alternates_between_distant_groups() -> None:
+    near_a = np.array([[1.0, 0.0], [0.99, 0.05], [0.98, -0.05]])
+    near_b = np.array([[-1.0, 0.0], [-0.99, 0.05]])
+    points = np.vstack([near_a, near_b])
+
+    order = farthest_first(points)
+
+    assert sorted(order.tolist()) == [0, 1, 2, 3, 4]
+    first_two = {int(i) < 3 for i in order[:2]}
+    assert first_two == {True, False}
