@@ -109,6 +109,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Export files; in production point this at storage every web and worker machine shares.
+MEDIA_ROOT = Path(env_str("SIFT_MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "media/"
 
 # Uploads above this size are streamed to a temporary file, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
