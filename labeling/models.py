@@ -90,7 +90,7 @@ class Project(models.Model):
     )
     strategy = models.CharField(
         max_length=40,
-        default="uncertain_diverse",
+        default="density_diverse",
         help_text="How the queue picks the next items once a model exists.",
     )
     show_suggestions = models.BooleanField(

@@ -248,7 +248,7 @@ class CoreSet(QueryStrategy):
 
 
 class UncertainDiverse(QueryStrategy):
-    """Uncertain items that are not near-duplicates of each other (the default).
+    """Uncertain items that are not near-duplicates of each other.
 
     1. Keep the ``candidates_per_item * n`` items with the highest margin uncertainty.
     2. Cluster those candidates into ``n`` groups with k-means, each candidate weighted by its
@@ -284,6 +284,186 @@ class UncertainDiverse(QueryStrategy):
         _, assignment = kmeans(embeddings[candidates], n, rng, weights=weights)
         picks = _best_per_cluster(assignment, candidate_scores, n)
         return candidates[picks]
+
+
+class DensityWeightedDiverse(QueryStrategy):
+    """Uncertain items from dense regions, not near-duplicates of each other (the default).
+
+    Settles & Craven's (2008) information density applied to :class:`UncertainDiverse`:
+
+    1. Keep the ``candidates_per_item * n`` items with the highest margin uncertainty.
+    2. Weigh each by its density: the mean cosine similarity to its ``n_neighbors`` nearest
+       pool items (measured against a random sample of at most ``max_reference`` items).
+    3. Cluster the ``keep_per_item * n`` best by uncertainty x density into ``n`` groups and
+       take the best of each.
+
+    Plain uncertainty also picks outliers (garbled or ambiguous texts, a lone item of a
+    rare intent) whose label teaches the model little about anything else; weighing by
+    density prefers uncertain items that stand for many others. It helps most when labels
+    per class are few (many classes, or the first batches). Costs one
+    ``(candidates_per_item * n) x max_reference`` matrix product beyond
+    :class:`UncertainDiverse`.
+    """
+
+    def __init__(
+        self,
+        candidates_per_item: int = 20,
+        keep_per_item: int = 10,
+        n_neighbors: int = 10,
+        max_reference: int = 10_000,
+    ) -> None:
+        self.candidates_per_item = candidates_per_item
+        self.keep_per_item = keep_per_item
+        self.n_neighbors = n_neighbors
+        self.max_reference = max_reference
+
+    def query(
+        self,
+        probabilities: FloatArray,
+        embeddings: FloatArray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        multi_label: bool = False,
+        labeled_embeddings: FloatArray | None = None,
+    ) -> IndexArray:
+        scores = uncertainty_scores(probabilities, multi_label)
+        candidates = top_n(scores, self.candidates_per_item * n)
+        if len(candidates) <= n:
+            return candidates
+        points = np.asarray(embeddings, dtype=np.float32)
+        reference = points
+        if len(points) > self.max_reference:
+            reference = points[rng.choice(len(points), size=self.max_reference, replace=False)]
+        weighted = scores[candidates] * _knn_density(
+            points[candidates], reference, self.n_neighbors
+        )
+        kept = top_n(weighted, self.keep_per_item * n)
+        candidates, weighted = candidates[kept], weighted[kept]
+        if len(candidates) <= n:
+            return candidates
+        _, assignment = kmeans(points[candidates], n, rng, weights=weighted + 1e-3)
+        return candidates[_best_per_cluster(assignment, weighted, n)]
+
+
+class BadgeStrategy(QueryStrategy):
+    """BADGE (Ash et al., 2020): k-means++ seeding on last-layer gradient embeddings.
+
+    With the model's own guess ``e_i`` (one-hot of the most likely class) as the label, the
+    cross-entropy gradient of a linear head at item ``i`` is ``g_i = (p_i - e_i) x_i^T``: large
+    when the model is unsure, pointing where the item would move the weights. k-means++
+    seeding on the ``g_i`` picks items that are both uncertain (long gradients) and different
+    (gradients far apart), with no batch-size knob.
+
+    ``g_i`` has ``n_classes * dim`` entries (77 x 384 for Banking77) and is never built: its
+    inner products factor as ``g_i . g_j = ((p_i - e_i) . (p_j - e_j)) * (x_i . x_j)``, so
+    each seeding step costs ``O(n_pool * (n_classes + dim))``.
+
+    Multi-label uses the per-label binary version: label ``l`` contributes ``p_il - y_il``
+    with the guess ``y_il = 1`` when ``p_il >= 0.5``, which is the gradient of the summed
+    binary cross-entropies of one-vs-rest heads.
+
+    Args:
+        candidates_per_item: when set, seed only among the ``candidates_per_item * n``
+            items with the highest margin uncertainty instead of the whole pool.
+    """
+
+    def __init__(self, candidates_per_item: int | None = None) -> None:
+        self.candidates_per_item = candidates_per_item
+
+    def query(
+        self,
+        probabilities: FloatArray,
+        embeddings: FloatArray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        multi_label: bool = False,
+        labeled_embeddings: FloatArray | None = None,
+    ) -> IndexArray:
+        rows = np.arange(len(embeddings), dtype=np.intp)
+        if self.candidates_per_item is not None:
+            rows = top_n(
+                uncertainty_scores(probabilities, multi_label), self.candidates_per_item * n
+            )
+        residuals = gradient_residuals(np.asarray(probabilities)[rows], multi_label)
+        points = np.asarray(embeddings, dtype=np.float32)[rows]
+        return rows[_gradient_kmeans_plus_plus(residuals, points, n, rng)]
+
+
+def gradient_residuals(
+    probabilities: FloatArray, multi_label: bool = False
+) -> npt.NDArray[np.float32]:
+    """``p - guess``: the per-class factor of each item's last-layer gradient (float32).
+
+    Single-label the guess is the one-hot of the most likely class; multi-label it is
+    ``p >= 0.5`` per label.
+    """
+    residuals = np.array(probabilities, dtype=np.float32)
+    if residuals.ndim != 2:
+        raise ValueError("probabilities must be a 2-d array (n_items, n_classes)")
+    if multi_label:
+        residuals -= residuals >= 0.5
+    elif len(residuals):
+        residuals[np.arange(len(residuals)), residuals.argmax(axis=1)] -= 1.0
+    return residuals
+
+
+def _gradient_kmeans_plus_plus(
+    residuals: npt.NDArray[np.float32],
+    points: npt.NDArray[np.float32],
+    n: int,
+    rng: np.random.Generator,
+) -> IndexArray:
+    """k-means++ seeds over the implicit gradients ``residuals[i] (x) points[i]``.
+
+    The first seed is the longest gradient (as in the BADGE reference code); each next is
+    drawn with probability proportional to its squared distance to the nearest seed.
+    """
+    m = len(points)
+    n = min(n, m)
+    if n <= 0:
+        return np.empty(0, dtype=np.intp)
+    squared_norms = np.einsum("ij,ij->i", residuals, residuals) * np.einsum(
+        "ij,ij->i", points, points
+    )
+
+    def squared_distances_to(seed: int) -> npt.NDArray[np.float32]:
+        inner = (residuals @ residuals[seed]) * (points @ points[seed])
+        result: npt.NDArray[np.float32] = np.maximum(
+            squared_norms + squared_norms[seed] - 2.0 * inner, 0.0
+        )
+        return result
+
+    seeds = [int(np.argmax(squared_norms))]
+    nearest = squared_distances_to(seeds[0]).astype(np.float64)
+    for _ in range(1, n):
+        nearest[seeds] = 0.0
+        total = nearest.sum()
+        if total <= 0:
+            # Every remaining gradient equals a seed's (e.g. all predictions certain).
+            seed = int(rng.choice(np.setdiff1d(np.arange(m), seeds)))
+        else:
+            seed = int(rng.choice(m, p=nearest / total))
+        seeds.append(seed)
+        nearest = np.minimum(nearest, squared_distances_to(seed))
+    return np.asarray(seeds, dtype=np.intp)
+
+
+def _knn_density(
+    points: npt.NDArray[np.float32], reference: npt.NDArray[np.float32], k: int
+) -> npt.NDArray[np.float64]:
+    """Mean cosine similarity of each point to its ``k`` nearest reference rows, at least 0.
+
+    A point that is itself in ``reference`` finds itself first; that top match is dropped.
+    """
+    k = max(1, min(k, len(reference) - 1))
+    similarities = points @ reference.T
+    if similarities.shape[1] <= k:
+        return np.maximum(similarities.mean(axis=1), 0.0).astype(np.float64)
+    nearest = np.partition(similarities, similarities.shape[1] - k - 1, axis=1)[:, -k - 1 :]
+    nearest.sort(axis=1)
+    return np.maximum(nearest[:, :-1].mean(axis=1), 0.0).astype(np.float64)
 
 
 def cold_start(embeddings: FloatArray, n: int, rng: np.random.Generator) -> IndexArray:
@@ -484,7 +664,9 @@ STRATEGIES: dict[str, type[QueryStrategy]] = {
     "kmeans": KMeansDiversity,
     "coreset": CoreSet,
     "uncertain_diverse": UncertainDiverse,
+    "badge": BadgeStrategy,
+    "density_diverse": DensityWeightedDiverse,
 }
 """Strategy classes by the name stored on a project; instantiate with no arguments."""
 
-DEFAULT_STRATEGY = "uncertain_diverse"
+DEFAULT_STRATEGY = "density_diverse"

@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
                 ('overlap', models.PositiveSmallIntegerField(default=1, help_text='How many annotators answer each item (more than 1 measures agreement).')),
                 ('lease_seconds', models.PositiveIntegerField(default=labeling.models.default_lease_seconds, help_text='How long an item stays reserved for the annotator it was served to.')),
                 ('retrain_every', models.PositiveIntegerField(default=10, help_text='Retrain the model after this many new answers.')),
-                ('strategy', models.CharField(default='uncertain_diverse', help_text='How the queue picks the next items once a model exists.', max_length=40)),
+                ('strategy', models.CharField(default='density_diverse', help_text='How the queue picks the next items once a model exists.', max_length=40)),
                 ('show_suggestions', models.BooleanField(default=True, help_text="Show annotators the model's guess; turn off to avoid anchoring.")),
                 ('encoder', models.CharField(blank=True, help_text='A local Hugging Face model folder; empty for the built-in all-MiniLM-L6-v2.', max_length=500)),
                 ('settings', models.JSONField(blank=True, default=dict)),

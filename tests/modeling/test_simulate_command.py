@@ -14,6 +14,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from modeling.strategies import DEFAULT_STRATEGY
+
 SUBJECTS = ("The striker", "Our goalkeeper", "The home team", "The coach", "A young winger")
 TOPICS = {
     "sport": ("scored twice in the final", "won the league title", "lost the derby on penalties"),
@@ -73,15 +75,15 @@ def test_it_writes_curves_a_plot_and_a_summary(tmp_path: Path):
     assert list(rows[0]) == ["strategy", "repeat", "labels", "accuracy", "macro_f1", "seconds"]
     assert [(row["strategy"], row["labels"]) for row in rows] == [
         (strategy, str(labels))
-        for strategy in ("uncertain_diverse", "random")
+        for strategy in (DEFAULT_STRATEGY, "random")
         for labels in (6, 12, 18, 24)
     ]
     assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)
     assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
 
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["default_strategy"] == "uncertain_diverse"
-    assert set(summary["strategies"]) == {"uncertain_diverse", "random"}
+    assert summary["default_strategy"] == DEFAULT_STRATEGY
+    assert set(summary["strategies"]) == {DEFAULT_STRATEGY, "random"}
     for row in summary["strategies"].values():
         assert set(row) == {"auc", "final_accuracy", "accuracy_at", "labels_to_random_final"}
         assert row["accuracy_at"] == {}  # 24 labels never reach the first checkpoint, 125

@@ -10,7 +10,9 @@ import pytest
 from modeling.strategies import (
     DEFAULT_STRATEGY,
     STRATEGIES,
+    BadgeStrategy,
     CoreSet,
+    DensityWeightedDiverse,
     EntropyStrategy,
     KMeansDiversity,
     LeastConfidence,
@@ -18,6 +20,7 @@ from modeling.strategies import (
     RandomStrategy,
     UncertainDiverse,
     cold_start,
+    gradient_residuals,
     kmeans,
     nearest_to,
     top_n,
@@ -141,6 +144,68 @@ def test_uncertain_diverse_takes_one_of_each_duplicate_clump():
     assert len(picks) == len(set(picks)) == 5
     assert len(clump_a & set(picks)) == 1
     assert len(clump_b & set(picks)) == 1
+
+
+def test_badge_starts_with_the_uncertain_row_over_the_confident_one():
+    probabilities = [[0.98, 0.01, 0.01], [0.4, 0.35, 0.25], [0.97, 0.02, 0.01]]
+    embeddings = unit([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
+
+    assert query(BadgeStrategy(), probabilities, 1, embeddings) == [1]
+
+
+def test_badge_never_spends_two_labels_on_one_duplicate_clump_when_others_are_as_unsure():
+    # Rows 0-2 are copies; row 3 points elsewhere and is as unsure: the second pick must
+    # leave the clump, since a copy's gradient is at distance zero from the first pick.
+    probabilities = np.tile([0.5, 0.3, 0.2], (4, 1))
+    embeddings = unit([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+
+    picks = query(BadgeStrategy(), probabilities, 2, embeddings)
+
+    assert picks == [0, 3]
+
+
+def test_badge_gradient_distances_match_the_materialized_gradients():
+    rng = np.random.default_rng(3)
+    probabilities = rng.dirichlet(np.ones(5), 6)
+    embeddings = random_embeddings(6, dim=4)
+    residuals = gradient_residuals(probabilities)
+    gradients = np.einsum("ic,id->icd", residuals, embeddings).reshape(6, -1)
+    norms = (gradients**2).sum(axis=1)
+
+    assert residuals[np.arange(6), probabilities.argmax(axis=1)].max() <= 0.0
+    assert query(BadgeStrategy(), probabilities, 1, embeddings) == [int(np.argmax(norms))]
+
+
+def test_badge_multi_label_guesses_each_label_at_one_half():
+    residuals = gradient_residuals(np.array([[0.9, 0.2, 0.5]]), multi_label=True)
+
+    assert residuals[0].tolist() == pytest.approx([-0.1, 0.2, -0.5])
+
+
+def test_badge_is_repeatable_for_a_seed_and_can_seed_among_uncertain_candidates_only():
+    rng = np.random.default_rng(1)
+    probabilities = rng.dirichlet(np.ones(4), 300)
+    embeddings = random_embeddings(300)
+    margins = uncertainty_scores(probabilities)
+
+    first = query(BadgeStrategy(), probabilities, 10, embeddings)
+    shortlisted = query(BadgeStrategy(candidates_per_item=2), probabilities, 10, embeddings)
+
+    assert first == query(BadgeStrategy(), probabilities, 10, embeddings)
+    assert len(set(first)) == 10
+    assert set(shortlisted) <= set(top_n(margins, 20).tolist())
+
+
+def test_density_weighting_prefers_the_uncertain_item_with_neighbours_over_the_outlier():
+    # Row 0 is the most uncertain but alone; row 1 is nearly as uncertain and sits in a
+    # crowd of confidently predicted items (rows 2-9).
+    rng = np.random.default_rng(0)
+    crowd = unit(np.array([1.0, 0.0, 0.0]) + 0.05 * rng.normal(size=(9, 3)))
+    embeddings = np.vstack([unit([[0.0, 0.0, 1.0]]), crowd])
+    probabilities = np.array([[0.5, 0.5], [0.52, 0.48]] + [[0.95, 0.05]] * 8)
+
+    assert query(MarginStrategy(), probabilities, 1, embeddings) == [0]
+    assert query(DensityWeightedDiverse(candidates_per_item=3), probabilities, 1, embeddings) == [1]
 
 
 def test_kmeans_diversity_and_cold_start_take_at_most_one_item_per_clump():
