@@ -125,6 +125,12 @@ class ProjectSettingsForm(forms.ModelForm):
             raise ValidationError("At least one annotator per item.")
         return overlap
 
+    def clean_lease_seconds(self) -> int:
+        seconds = int(self.cleaned_data["lease_seconds"])
+        if seconds < 10:
+            raise ValidationError("Leases last at least 10 seconds.")
+        return seconds
+
     def clean_retrain_every(self) -> int:
         every = int(self.cleaned_data["retrain_every"])
         if every < 1:

@@ -20,6 +20,7 @@ from labeling.models import (
     normalize_text,
 )
 from labeling.parsers import Columns, ParseError, Rejected, Row, read_rows
+from labeling.validation import contains_nul
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -84,6 +85,8 @@ def _validated(
         text = normalize_text(record.text)
         if not text:
             report.reject(record.line, "empty text")
+        elif contains_nul(text) or contains_nul(record.metadata) or contains_nul(record.labels):
+            report.reject(record.line, "contains a NUL character")
         elif len(text) > max_chars:
             report.reject(
                 record.line, f"text is {len(text):,} characters; the limit is {max_chars:,}"

@@ -25,6 +25,20 @@ _EXTENSIONS = {
 }
 _CSV_FIELD_LIMIT = 16 * 1024 * 1024
 MULTI_LABEL_SEPARATOR = "|"
+# Fields a Sift export adds that describe the old project, not the item: not kept on import.
+EXPORT_ONLY_KEYS = frozenset(
+    {
+        "id",
+        "labels",
+        "agreement",
+        "answers_count",
+        "prediction",
+        "confidence",
+        "model_version",
+        "answers",
+        "metadata",
+    }
+)
 
 
 class ParseError(Exception):
@@ -131,14 +145,20 @@ def _read_jsonl(lines: _DecodedLines, columns: Columns) -> Iterator[Row | Reject
             yield Rejected(number, f"no {missing[0]!r} field")
             continue
         label_key = columns.label or next((k for k in ("label", "labels") if k in record), None)
-        id_key = columns.external_id or ("id" if "id" in record else None)
-        used = {*text_keys, label_key, id_key}
+        id_key = columns.external_id or next(
+            (k for k in ("external_id", "id") if k in record), None
+        )
+        used = {*text_keys, label_key, id_key, *EXPORT_ONLY_KEYS}
+        metadata = {k: v for k, v in record.items() if k not in used}
+        # A Sift export nests metadata; importing it back keeps it flat, as it was.
+        if isinstance(record.get("metadata"), dict) and "metadata" not in text_keys:
+            metadata.update(record["metadata"])
         yield Row(
             line=number,
             text=" ".join(_as_text(record[key]) for key in text_keys),
             labels=_split_labels(record.get(label_key)) if label_key else [],
             external_id=_as_text(record.get(id_key, "")) if id_key else "",
-            metadata={k: v for k, v in record.items() if k not in used},
+            metadata=metadata,
         )
 
 

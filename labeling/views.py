@@ -1,4 +1,4 @@
-"""Pages: project list and overview, the annotator screen, import, and members."""
+"""Pages: project list and overview, the annotator screen, import, members, and API tokens."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.forms import modelform_factory
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from labeling.access import LEADS, AuthedRequest, can_create_projects, project_for
@@ -23,13 +25,14 @@ from labeling.forms import (
     ProjectSettingsForm,
 )
 from labeling.importing import ImportFailed, import_items
-from labeling.models import Annotation, Item, Project, Role
+from labeling.models import Annotation, ApiToken, Item, Project, Role
 from labeling.parsers import ParseError, guess_format
 from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import progress_for, recent_answers, submit_answer, undo_last_answer
 from modeling.scheduling import request_retrain, state_of
 
 ANSWERING = (Role.LEAD, Role.ANNOTATOR, Role.REVIEWER)
+ApiTokenForm = modelform_factory(ApiToken, fields=["name"])
 
 
 @login_required
@@ -251,3 +254,25 @@ def project_members(request: AuthedRequest, project_id: int) -> HttpResponse:
         "labeling/project_members.html",
         {"project": project, "form": form, "memberships": memberships},
     )
+
+
+@login_required
+@never_cache
+def api_tokens(request: AuthedRequest) -> HttpResponse:
+    form = ApiTokenForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        _, new_key = ApiToken.issue(request.user, form.cleaned_data["name"])
+        form = ApiTokenForm()
+    context = {"form": form, "new_key": new_key, "tokens": request.user.api_tokens.all()}
+    status = 422 if form.errors else 200
+    return render(request, "labeling/tokens.html", context, status=status)
+
+
+@login_required
+@require_POST
+def revoke_api_token(request: AuthedRequest, token_id: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
+    token.revoke()
+    messages.success(request, f"Token {token.prefix}… revoked; requests that use it now fail.")
+    return redirect("api_tokens")

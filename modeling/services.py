@@ -21,7 +21,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from labeling.models import Annotation, Item, Label, Lease, Project, QueueEntry
+from labeling.models import Annotation, Item, Label, Lease, Project, QueueEntry, Webhook
+from labeling.webhooks import fire
 from modeling.classifiers import HeadClassifier
 from modeling.encoders import DEFAULT_ENCODER_NAME, TextEncoder
 from modeling.evaluation import cross_validated_accuracy
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 512
 QUEUE_LENGTH = 1000
 COLD_START_LENGTH = 100
+# The strategy's diverse batch; beyond this the queue continues by plain uncertainty.
+MAX_BATCH = 200
 SEEDS_PER_LABEL = 5
 
 Progress = Callable[[int, int], None]
@@ -110,13 +113,13 @@ def _refresh(project: Project) -> ModelVersion | None:
     )
     labels = list(project.labels.all())
     training = training_set(project, labels)
-    pool_ids = set(
+    pool_ids = np.fromiter(
         Item.objects.filter(project=project, answer_count__lt=project.overlap).values_list(
             "id", flat=True
-        )
+        ),
+        dtype=np.int64,
     )
-    position = {item_id: row for row, item_id in enumerate(ids.tolist())}
-    pool_rows = np.array([position[i] for i in ids.tolist() if i in pool_ids], dtype=np.intp)
+    pool_rows = np.flatnonzero(np.isin(ids, pool_ids))
     rng = np.random.default_rng(int(snapshot_at.timestamp()))
     if not _can_train(project, training):
         order = _cold_start_order(project, labels, vectors, pool_rows, rng)
@@ -125,7 +128,7 @@ def _refresh(project: Project) -> ModelVersion | None:
 
     _set_phase(project, Phase.TRAINING)
     started = time.perf_counter()
-    labeled_rows = np.array([position[i] for i in training.item_ids], dtype=np.intp)
+    labeled_rows = _rows_of(ids, np.array(training.item_ids, dtype=np.int64))
     X, y = vectors[labeled_rows], training.targets
     classifier = HeadClassifier(len(labels), multi_label=project.multi_label).fit(X, y)
     train_seconds = time.perf_counter() - started
@@ -145,7 +148,7 @@ def _refresh(project: Project) -> ModelVersion | None:
         probabilities,
         vectors[pool_rows],
         strategy,
-        batch_size=max(2 * project.retrain_every, 20),
+        batch_size=min(max(2 * project.retrain_every, 20), MAX_BATCH),
         n_ranked=QUEUE_LENGTH,
         rng=rng,
         multi_label=project.multi_label,
@@ -154,7 +157,10 @@ def _refresh(project: Project) -> ModelVersion | None:
     unseen = {label.pk for label in labels if training.class_counts.get(label.name, 0) == 0}
     seeds = _seed_rows(project, labels, unseen, vectors, pool_rows)
     order = _merge(seeds, pool_rows[ranked])
-    by_row = {int(row): probabilities[i] for i, row in enumerate(pool_rows)}
+    # Only the queued rows need their probabilities (for the suggestion), not the whole pool.
+    by_row = dict(
+        zip(order.tolist(), probabilities[np.searchsorted(pool_rows, order)], strict=True)
+    )
     score_seconds = time.perf_counter() - started
     return _write_queue(
         project,
@@ -176,6 +182,12 @@ def _refresh(project: Project) -> ModelVersion | None:
         labels,
         snapshot_at,
     )
+
+
+def _rows_of(ids: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """Rows of `ids` holding each of `wanted`, in the order of `wanted`."""
+    sorter = np.argsort(ids, kind="stable")
+    return sorter[np.searchsorted(ids, wanted, sorter=sorter)].astype(np.intp)
 
 
 def _can_train(project: Project, training: TrainingSet) -> bool:
@@ -302,6 +314,16 @@ def _write_queue(
                 number=(latest.number + 1) if latest else 1,
                 snapshot_at=snapshot_at,
                 **version_fields,
+            )
+            fire(
+                project,
+                Webhook.Event.MODEL_PROMOTED,
+                {
+                    "project": project.pk,
+                    "version": version.number,
+                    "labels_used": version.labels_used,
+                    "metrics": version.metrics,
+                },
             )
         entries = []
         for rank, row in enumerate(order.tolist()):

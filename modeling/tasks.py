@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Task, shared_task
+
+from labeling.webhooks import DeliveryFailed, deliver
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -13,3 +17,15 @@ def refresh_model(self: Task, project_id: int) -> int | None:
 
     version = services.refresh_model(project_id, run_id=str(self.request.id))
     return version.number if version else None
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(DeliveryFailed,),
+    max_retries=5,
+    retry_backoff=True,
+    retry_backoff_max=600,
+)
+def deliver_webhook(webhook_id: int, event: str, payload: dict[str, Any], delivery_id: str) -> None:
+    """POST one signed event to one webhook; network errors and 5xx answers are retried."""
+    deliver(webhook_id, event, payload, delivery_id)

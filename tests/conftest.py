@@ -13,6 +13,12 @@ from labeling.models import Item, Project, Role, content_hash
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def fast_passwords(settings: Any) -> None:
+    # Stories make many users; the production hasher is slow on purpose.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_user(username: str, **extra: Any) -> User:
     return User.objects.create_user(username=username, password=PASSWORD, **extra)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from rest_framework import serializers
 
 from labeling.models import Annotation, Item, Label, Project
+from labeling.validation import contains_nul
 from modeling.models import ModelVersion
 from modeling.strategies import STRATEGIES
 
@@ -27,6 +29,18 @@ class LabelSerializer(serializers.ModelSerializer):
         if project is not None and others.exists():
             raise serializers.ValidationError(f"The project already has a label {name!r}.")
         return name
+
+    def validate_hotkey(self, hotkey: str) -> str:
+        hotkey = hotkey.strip()
+        project = self.context.get("project")
+        if not hotkey or project is None:
+            return hotkey
+        others = Label.objects.filter(project=project, hotkey=hotkey)
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        if others.exists():
+            raise serializers.ValidationError(f"Another label already uses the key {hotkey!r}.")
+        return hotkey
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -59,6 +73,18 @@ class ProjectSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "created_at"]
 
+    def validate_settings(self, value: object) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        if contains_nul(value):
+            raise serializers.ValidationError("Must not contain a NUL character.")
+        return value
+
+    def validate_lease_seconds(self, value: int) -> int:
+        if value < 10:
+            raise serializers.ValidationError("Leases last at least 10 seconds.")
+        return value
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is None and not attrs.get("label_names"):
             raise serializers.ValidationError({"label_names": "Give at least one label."})
@@ -76,9 +102,10 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     def create(self, validated_data: dict[str, Any]) -> Project:
         names = validated_data.pop("label_names")
-        project = Project.objects.create(**validated_data)
         try:
-            project.set_labels(names)
+            with transaction.atomic():
+                project = Project.objects.create(**validated_data)
+                project.set_labels(names)
         except DjangoValidationError as exc:
             raise serializers.ValidationError({"label_names": exc.messages}) from exc
         return project

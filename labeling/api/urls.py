@@ -4,10 +4,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
-from labeling.api import views
+from labeling.api import exports, views
+from labeling.api.webhooks import WebhookViewSet
 
 router = SimpleRouter()
 router.register("projects", views.ProjectViewSet, basename="project")
+router.register("exports", exports.ExportJobViewSet, basename="export-job")
 
 nested = SimpleRouter()
 nested.register("labels", views.LabelViewSet, basename="label")
@@ -15,6 +17,7 @@ nested.register("items", views.ItemViewSet, basename="item")
 nested.register("annotations", views.AnnotationViewSet, basename="annotation")
 nested.register("queue", views.QueueViewSet, basename="queue")
 nested.register("model-versions", views.ModelVersionViewSet, basename="model-version")
+nested.register("webhooks", WebhookViewSet, basename="webhook")
 
 training = views.TrainingViewSet.as_view({"get": "status", "post": "trigger"})
 
@@ -22,6 +25,11 @@ urlpatterns = [
     path("", include(router.urls)),
     path("projects/<int:project_pk>/", include(nested.urls)),
     path("projects/<int:project_pk>/training/", training, name="training"),
+    path(
+        "projects/<int:project_pk>/export/",
+        exports.ProjectExportView.as_view(),
+        name="project-export",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
 ]

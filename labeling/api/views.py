@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
 from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -32,6 +33,7 @@ from labeling.models import Annotation, Item, Label, Lease, Project, Role
 from labeling.parsers import Columns
 from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import ClientIdConflict, resolve_labels, submit_answer
+from labeling.validation import contains_nul, parse_iso_time
 from modeling.models import ModelVersion
 from modeling.scheduling import request_retrain, state_of
 
@@ -49,6 +51,12 @@ class ProjectScoped:
 
     kwargs: dict[str, Any]
     request: Request
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        for name, value in request.query_params.items():
+            if contains_nul(value):
+                raise ValidationError({name: "Must not contain a NUL character."})
 
     @property
     def project(self) -> Project:
@@ -75,6 +83,8 @@ class ProjectViewSet(
 
     serializer_class = ProjectSerializer
     permission_classes = [permissions.IsAuthenticated & MembersReadLeadsWrite]
+    queryset = Project.objects.none()  # for the schema; get_queryset picks the user's
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[Project]:
         return (
@@ -102,6 +112,8 @@ class LabelViewSet(
     serializer_class = LabelSerializer
     permission_classes = [permissions.IsAuthenticated & MembersReadLeadsWrite]
     pagination_class = None
+    queryset = Label.objects.none()
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[Label]:
         return self.project.labels.all()
@@ -127,6 +139,8 @@ class ItemViewSet(
 
     serializer_class = ItemSerializer
     permission_classes = [permissions.IsAuthenticated & MembersReadLeadsWrite]
+    queryset = Item.objects.none()
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[Item]:
         items = Item.objects.filter(project=self.project)
@@ -199,6 +213,8 @@ class AnnotationViewSet(
 
     serializer_class = AnnotationSerializer
     permission_classes = [permissions.IsAuthenticated & IsMember]
+    queryset = Annotation.objects.none()
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[Annotation]:
         answers = (
@@ -257,13 +273,11 @@ class AnnotationViewSet(
             raise ValidationError({"detail": exc.messages}) from exc
 
 
-def _parse_time(raw: str) -> Any:
-    from django.utils.dateparse import parse_datetime
-
-    parsed = parse_datetime(raw)
-    if parsed is None:
-        raise ValidationError({"since": "Use an ISO 8601 time, e.g. 2026-01-31T12:00:00Z."})
-    return parsed
+def _parse_time(raw: str) -> datetime:
+    try:
+        return parse_iso_time(raw)
+    except DjangoValidationError as exc:
+        raise ValidationError({"since": exc.messages}) from exc
 
 
 class QueueViewSet(ProjectScoped, viewsets.GenericViewSet):
