@@ -1,0 +1,36 @@
+# One image for the web app and the workers.
+#   docker build -t sift .
+#   docker run -p 8000:8000 -e SECRET_KEY=... -e DATABASE_URL=... -e REDIS_URL=... sift
+#   docker run -e ... sift celery -A config worker --loglevel=info
+# torch comes from PyPI (a CUDA build on x86_64); for a smaller CPU-only image pass
+# --build-arg PIP_EXTRA_INDEX_URL=<PyTorch's CPU wheel index>.
+FROM python:3.11-slim
+
+ARG PIP_EXTRA_INDEX_URL=""
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    SIFT_VAR_DIR=/app/var
+
+WORKDIR /app
+
+# Dependencies first, so code changes do not reinstall torch.
+COPY pyproject.toml README.md ./
+COPY config/__init__.py config/__init__.py
+COPY labeling/__init__.py labeling/__init__.py
+COPY modeling/__init__.py modeling/__init__.py
+RUN pip install .
+
+COPY . .
+RUN pip install --no-deps . \
+    && SECRET_KEY=build-only-not-secret python manage.py collectstatic --no-input \
+    && useradd --create-home --uid 1000 sift \
+    && mkdir -p /app/var \
+    && chown -R sift /app/var
+
+USER sift
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/accounts/login/', timeout=4)"
+CMD ["sh", "-c", "python manage.py migrate --no-input && gunicorn config.wsgi --bind 0.0.0.0:8000 --workers 3 --timeout 120"]
