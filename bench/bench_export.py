@@ -18,20 +18,21 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from labeling.models import Project
+
+from harness import fresh_database, setup_django  # bench/ is on sys.path when run as a script
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("postgres", "sqlite")
@@ -140,17 +141,7 @@ def _print_report(results: list[Result]) -> None:
 def run_backend(args: argparse.Namespace) -> Result:
     result = Result(args.backend, args.items)
     with _fresh_database(args) as database_url:
-        os.environ.update(
-            DJANGO_SETTINGS_MODULE="config.settings",
-            SECRET_KEY="bench-only-secret",
-            DEBUG="0",
-            DATABASE_URL=database_url,
-            LOG_LEVEL="WARNING",
-        )
-        sys.path.insert(0, str(REPO_ROOT))
-        import django
-
-        django.setup()
+        setup_django(database_url)
         from django.core.management import call_command
         from django.db import connections
 
@@ -176,27 +167,8 @@ def run_backend(args: argparse.Namespace) -> Result:
     return result
 
 
-@contextmanager
-def _fresh_database(args: argparse.Namespace) -> Iterator[str]:
-    if args.backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="sift-bench-") as directory:
-            os.environ["SIFT_VAR_DIR"] = directory
-            yield f"sqlite:///{directory}/bench.sqlite3"
-        return
-
-    import psycopg
-
-    with psycopg.connect(args.postgres_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    base, _, _ = args.postgres_url.rpartition("/")
-    try:
-        with tempfile.TemporaryDirectory(prefix="sift-bench-") as directory:
-            os.environ["SIFT_VAR_DIR"] = directory
-            yield f"{base}/{BENCH_DATABASE}"
-    finally:
-        with psycopg.connect(args.postgres_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+def _fresh_database(args: argparse.Namespace) -> AbstractContextManager[str]:
+    return fresh_database(args.backend, args.postgres_url, BENCH_DATABASE)
 
 
 def _texts(prefix: str, count: int) -> Iterator[str]:

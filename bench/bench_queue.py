@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +33,8 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
     from labeling.models import Project
+
+from harness import fresh_database, setup_django  # bench/ is on sys.path when run as a script
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("postgres", "sqlite")
@@ -181,17 +180,7 @@ def _percentile(samples: list[float], percent: int) -> str:
 
 def run_backend(args: argparse.Namespace) -> Result:
     with _fresh_database(args) as database_url:
-        os.environ.update(
-            DJANGO_SETTINGS_MODULE="config.settings",
-            SECRET_KEY="bench-only-secret",
-            DEBUG="0",
-            DATABASE_URL=database_url,
-            LOG_LEVEL="WARNING",
-        )
-        sys.path.insert(0, str(REPO_ROOT))
-        import django
-
-        django.setup()
+        setup_django(database_url)
         from django.core.management import call_command
         from django.db import connections
 
@@ -212,27 +201,8 @@ def run_backend(args: argparse.Namespace) -> Result:
             connections.close_all()
 
 
-@contextmanager
-def _fresh_database(args: argparse.Namespace) -> Iterator[str]:
-    if args.backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="sift-bench-") as directory:
-            os.environ["SIFT_VAR_DIR"] = directory
-            yield f"sqlite:///{directory}/bench.sqlite3"
-        return
-
-    import psycopg
-
-    with psycopg.connect(args.postgres_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    base, _, _ = args.postgres_url.rpartition("/")
-    try:
-        with tempfile.TemporaryDirectory(prefix="sift-bench-") as directory:
-            os.environ["SIFT_VAR_DIR"] = directory
-            yield f"{base}/{BENCH_DATABASE}"
-    finally:
-        with psycopg.connect(args.postgres_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+def _fresh_database(args: argparse.Namespace) -> AbstractContextManager[str]:
+    return fresh_database(args.backend, args.postgres_url, BENCH_DATABASE)
 
 
 def _seed(args: argparse.Namespace) -> tuple[int, list[int]]:

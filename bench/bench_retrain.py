@@ -36,19 +36,19 @@ import os
 import shlex
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import traceback
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import fresh_database, setup_django  # bench/ is on sys.path when run as a script
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "sift_bench_retrain"
@@ -77,7 +77,7 @@ def main() -> int:
     command = f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}"
     print(command)
     with _fresh_database(args) as database_url:
-        _setup_django(database_url)
+        setup_django(database_url)
         from django.core.management import call_command
         from django.db import connections
 
@@ -125,36 +125,8 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-@contextmanager
-def _fresh_database(args: argparse.Namespace) -> Iterator[str]:
-    import psycopg
-
-    with psycopg.connect(args.postgres_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    base, _, _ = args.postgres_url.rpartition("/")
-    try:
-        with tempfile.TemporaryDirectory(prefix="sift-bench-") as directory:
-            os.environ["SIFT_VAR_DIR"] = directory
-            yield f"{base}/{BENCH_DATABASE}"
-    finally:
-        with psycopg.connect(args.postgres_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-
-
-def _setup_django(database_url: str) -> None:
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        SECRET_KEY="bench-only-secret",
-        DEBUG="0",
-        DATABASE_URL=database_url,
-        LOG_LEVEL="WARNING",
-    )
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    import django
-
-    django.setup()
+def _fresh_database(args: argparse.Namespace) -> AbstractContextManager[str]:
+    return fresh_database("postgres", args.postgres_url, BENCH_DATABASE)
 
 
 # Seeding -------------------------------------------------------------------------------------
@@ -422,7 +394,7 @@ def _refresh_back_to_back(project_id: int, runs: int, seconds: float) -> list[fl
 
 def _worker_main(project_id: int, runs: int, seconds: float, ready: Any, results: Any) -> None:
     try:
-        _setup_django(os.environ["DATABASE_URL"])
+        setup_django(os.environ["DATABASE_URL"])
         _refresh_once(project_id)  # loads every chunk into this process's cache
         ready.set()
         results.put(_refresh_back_to_back(project_id, runs, seconds))
