@@ -65,6 +65,7 @@ COLUMNS = [
     "prediction",
     "confidence",
     "model_version",
+    "random_control",
     "metadata",
 ]
 _TRUE = {"1", "true", "yes", "on"}
@@ -89,6 +90,7 @@ class ExportOptions:
     label: str = ""
     min_agreement: float | None = None
     final_only: bool = False
+    random_control: bool = False
     with_answers: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -99,6 +101,7 @@ class ExportOptions:
             "label": self.label,
             "min_agreement": self.min_agreement,
             "final_only": self.final_only,
+            "random_control": self.random_control,
             "answers": self.with_answers,
         }
 
@@ -111,6 +114,7 @@ class ExportOptions:
             label=data.get("label") or "",
             min_agreement=data.get("min_agreement"),
             final_only=bool(data.get("final_only")),
+            random_control=bool(data.get("random_control")),
             with_answers=bool(data.get("answers")),
         )
 
@@ -136,10 +140,6 @@ class ExportRequest:
 
 def read_export_request(project: Project, params: Mapping[str, str]) -> ExportRequest:
     """Parse and check the export's query parameters; ExportRefused names the bad one."""
-    if _flag(params, "random_control"):
-        raise ExportRefused(
-            "random_control", "random-control filtering arrives with the evaluation set."
-        )
     fmt = (params.get("format") or "jsonl").lower()
     if fmt not in FORMATS:
         raise ExportRefused(
@@ -172,6 +172,7 @@ def read_export_request(project: Project, params: Mapping[str, str]) -> ExportRe
             label=label,
             min_agreement=_share(params.get("min_agreement", "")),
             final_only=_flag(params, "final_only"),
+            random_control=_flag(params, "random_control"),
             with_answers=_flag(params, "answers"),
         ),
         background=_flag(params, "async"),
@@ -202,6 +203,8 @@ def _share(raw: str) -> float | None:
 def candidate_items(project: Project, options: ExportOptions) -> QuerySet[Item]:
     """The project's items that pass the filters the database can apply by itself."""
     items = Item.objects.filter(project=project)
+    if options.random_control:
+        items = items.filter(is_random_control=True)
     answers = Annotation.objects.filter(item=OuterRef("pk"))
     if options.since is not None:
         items = items.filter(Exists(answers.filter(updated_at__gte=options.since)))
@@ -284,12 +287,13 @@ def export_rows(
         "queue_entry__suggested_labels",
         "queue_entry__confidence",
         "queue_entry__model_version",
+        "is_random_control",
     )
     last_pk, read = 0, 0
     while chunk := list(items.filter(pk__gt=last_pk).values_list(*fields)[:CHUNK_ITEMS]):
         last_pk = chunk[-1][0]
         answers = _answers_of([values[0] for values in chunk], label_names, label_order)
-        for pk, external_id, text, metadata, suggested, confidence, version in chunk:
+        for pk, external_id, text, metadata, suggested, confidence, version, control in chunk:
             item_answers = answers.get(pk, [])
             final = final_labels(item_answers, project.multi_label, names_in_order)
             prediction = [label_names[p] for p in suggested or [] if p in label_names]
@@ -305,6 +309,7 @@ def export_rows(
                 "prediction": MULTI_LABEL_SEPARATOR.join(prediction) if has_prediction else None,
                 "confidence": confidence if has_prediction else None,
                 "model_version": version if has_prediction else None,
+                "random_control": control,
                 "metadata": metadata,
             }
             if not options.keeps(row):
@@ -405,6 +410,7 @@ def write_parquet(
         ("prediction", pa.string()),
         ("confidence", pa.float64()),
         ("model_version", pa.int64()),
+        ("random_control", pa.bool_()),
         ("metadata", pa.string()),  # JSON: metadata keys differ from item to item
     ]
     if with_answers:

@@ -117,6 +117,8 @@ class ProjectSettingsForm(forms.ModelForm):
             "strategy",
             "show_suggestions",
             "encoder",
+            "random_control_share",
+            "train_on_control",
         ]
 
     def clean_overlap(self) -> int:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -101,6 +102,18 @@ class Project(models.Model):
         max_length=500,
         blank=True,
         help_text="A local Hugging Face model folder; empty for the built-in all-MiniLM-L6-v2.",
+    )
+    random_control_share = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of served items drawn uniformly at random, from 0 to 1: they form the "
+        "evaluation set that measures the model without the bias of active learning.",
+    )
+    train_on_control = models.BooleanField(
+        default=False,
+        help_text="Also train on the random-control items. The model then learns from every "
+        "label, but its evaluation is optimistic, as it is tested on items it has seen; "
+        "left off, the evaluation is honest and those labels do not teach the model.",
     )
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
@@ -211,6 +224,8 @@ class Item(models.Model):
     answer_count = models.PositiveIntegerField(default=0)
     # A fixed random key gives a stable, index-friendly random order when no ranking exists.
     random_key = models.FloatField(default=new_random_key)
+    # Served by a uniform random draw rather than by the model: part of the evaluation set.
+    is_random_control = models.BooleanField(default=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -35,6 +35,7 @@ EXPORT_ONLY_KEYS = frozenset(
         "prediction",
         "confidence",
         "model_version",
+        "random_control",
         "answers",
         "metadata",
     }

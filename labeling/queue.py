@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,16 +19,21 @@ if TYPE_CHECKING:
 
 # How many locked-but-unavailable candidates to step over before giving up on one request.
 _MAX_ATTEMPTS = 20
+# Draws in [0, 1) deciding whether a request is served a random control; tests replace it.
+_draw: Callable[[], float] = random.random
 
 
 def lease_next_item(project: Project, annotator: User) -> Item | None:
     """Reserve the next item for this annotator, or None when nothing is left for them.
 
     Items come in the order of the ranked queue that active learning writes, then in a fixed
-    random order. An annotator who still holds a lease gets the same item back, so reloading
-    the page never skips work. On PostgreSQL candidates are locked with
-    SELECT ... FOR UPDATE SKIP LOCKED, so concurrent requests never wait on each other; on
-    SQLite the settings make every transaction IMMEDIATE, which serializes writers.
+    random order. A share of requests (the project's random_control_share) instead takes the
+    next item of the fixed random order over the whole pool and flags it as a random control:
+    those items are a uniform sample the model never chose, the evaluation set. An annotator
+    who still holds a lease gets the same item back, so reloading the page never skips work.
+    On PostgreSQL candidates are locked with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent
+    requests never wait on each other; on SQLite the settings make every transaction
+    IMMEDIATE, which serializes writers.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -41,8 +48,14 @@ def lease_next_item(project: Project, annotator: User) -> Item | None:
             held.save(update_fields=["expires_at"])
             return held.item
 
+        control = _draw() < project.random_control_share
+        orders = (
+            [_uniform(project, annotator, now)]
+            if control
+            else [_ranked(project, annotator, now), _unranked(project, annotator, now)]
+        )
         rejected: list[int] = []
-        for ordered in (_ranked(project, annotator, now), _unranked(project, annotator, now)):
+        for ordered in orders:
             while len(rejected) < _MAX_ATTEMPTS:
                 item = (
                     ordered.exclude(pk__in=rejected)
@@ -59,6 +72,9 @@ def lease_next_item(project: Project, annotator: User) -> Item | None:
                         annotator=annotator,
                         defaults={"project": project, "expires_at": now + project.lease_duration()},
                     )
+                    if control and not item.is_random_control:
+                        Item.objects.filter(pk=item.pk).update(is_random_control=True)
+                        item.is_random_control = True
                     return item
                 rejected.append(item.pk)
     return None
@@ -108,6 +124,11 @@ def _unranked(project: Project, annotator: User, now: datetime) -> QuerySet[Item
         .filter(queue_entry__isnull=True)
         .order_by("answer_count", "random_key")
     )
+
+
+def _uniform(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
+    # The whole pool, ranked or not, in the fixed random order (the item_pool index again).
+    return _pool(project, annotator, now).order_by("answer_count", "random_key")
 
 
 def _is_available(item: Item, project: Project, annotator: User, now: datetime) -> bool:

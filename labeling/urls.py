@@ -17,6 +17,12 @@ urlpatterns = [
     path("projects/<int:project_id>/model/retrain/", views.retrain, name="retrain"),
     path("projects/<int:project_id>/members/", views.project_members, name="project_members"),
     path("projects/<int:project_id>/settings/", views.project_settings, name="project_settings"),
+    path("projects/<int:project_id>/people/", views.people, name="people"),
+    path(
+        "projects/<int:project_id>/people/throughput.csv",
+        views.throughput_csv,
+        name="throughput_csv",
+    ),
     path("account/tokens/", views.api_tokens, name="api_tokens"),
     path("account/tokens/<int:token_id>/revoke/", views.revoke_api_token, name="revoke_api_token"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import uuid
 
 from django.contrib import messages
@@ -27,11 +28,20 @@ from labeling.forms import (
 from labeling.importing import ImportFailed, import_items
 from labeling.models import Annotation, ApiToken, Item, Project, Role
 from labeling.parsers import ParseError, guess_format
+from labeling.people import (
+    agreement,
+    annotator_stats,
+    disagreements,
+    likely_label_errors,
+    throughput,
+    throughput_chart,
+)
 from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import progress_for, recent_answers, submit_answer, undo_last_answer
 from modeling.scheduling import request_retrain, state_of
 
 ANSWERING = (Role.LEAD, Role.ANNOTATOR, Role.REVIEWER)
+OVERSEEING = (Role.LEAD, Role.REVIEWER)
 ApiTokenForm = modelform_factory(ApiToken, fields=["name"])
 
 
@@ -254,6 +264,29 @@ def project_members(request: AuthedRequest, project_id: int) -> HttpResponse:
         "labeling/project_members.html",
         {"project": project, "form": form, "memberships": memberships},
     )
+
+
+@login_required
+def people(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, OVERSEEING)
+    context = {
+        "project": project,
+        "annotators": annotator_stats(project),
+        "agreement": agreement(project),
+        "disagreements": disagreements(project),
+        "label_errors": likely_label_errors(project),
+        "chart": throughput_chart(throughput(project)),
+    }
+    return render(request, "labeling/people.html", context)
+
+
+@login_required
+def throughput_csv(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, OVERSEEING)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="throughput-{project.pk}.csv"'
+    csv.writer(response).writerows(throughput(project).csv_rows())
+    return response
 
 
 @login_required

@@ -1,8 +1,10 @@
-"""Honest accuracy estimates for a classifier on few labels (no Django here)."""
+"""Honest quality estimates for a classifier: cross-validation on few labels, and reports with
+bootstrap intervals on the random-control evaluation set (no Django here)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -45,3 +47,109 @@ def cross_validated_accuracy(
         model = make_classifier().fit(X[~test], y[~test])
         correct += int(np.sum(model.predict_proba(X[test]).argmax(axis=1) == y[test]))
     return correct / len(y)
+
+
+Metric = Callable[[npt.NDArray[np.integer], npt.NDArray[np.integer]], float]
+
+
+@dataclass(frozen=True)
+class ClassificationReport:
+    """Single-label quality on one set of items; undefined per-class values are NaN."""
+
+    accuracy: float
+    macro_f1: float
+    precision: npt.NDArray[np.float64]  # (n_classes,), NaN for a class never predicted
+    recall: npt.NDArray[np.float64]  # (n_classes,), NaN for a class absent from y_true
+    support: npt.NDArray[np.int64]  # (n_classes,) items of each true class
+    confusion: npt.NDArray[np.int64]  # (n_classes, n_classes), rows true, columns predicted
+
+
+def confusion_matrix(
+    y_true: npt.NDArray[np.integer], y_pred: npt.NDArray[np.integer], n_classes: int
+) -> npt.NDArray[np.int64]:
+    """Counts of (true, predicted) class pairs: rows are true classes, columns predictions."""
+    pairs = np.asarray(y_true, dtype=np.int64) * n_classes + np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(pairs, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def accuracy(y_true: npt.NDArray[np.integer], y_pred: npt.NDArray[np.integer]) -> float:
+    """Share of items whose predicted class is the true one (NaN for no items)."""
+    if len(y_true) == 0:
+        return float("nan")
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def macro_f1(
+    y_true: npt.NDArray[np.integer], y_pred: npt.NDArray[np.integer], n_classes: int
+) -> float:
+    """Mean F1 over the classes that occur among the true or the predicted classes.
+
+    A class that appears in neither has no F1 and is left out of the mean, as scikit-learn
+    does; one predicted but never true (or the reverse) counts with F1 = 0.
+    """
+    confusion = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(confusion).astype(np.float64)
+    seen = confusion.sum(axis=1) + confusion.sum(axis=0)  # = 2 tp + fn + fp
+    present = seen > 0
+    if not present.any():
+        return float("nan")
+    return float(np.mean(2 * tp[present] / seen[present]))
+
+
+def classification_report(
+    y_true: npt.NDArray[np.integer], y_pred: npt.NDArray[np.integer], n_classes: int
+) -> ClassificationReport:
+    """Accuracy, macro-F1, per-class precision, recall and support, and the confusion matrix.
+
+    Args:
+        y_true: ``(n,)`` true class indices.
+        y_pred: ``(n,)`` predicted class indices.
+        n_classes: number of classes; indices run from 0 to ``n_classes - 1``.
+    """
+    confusion = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(confusion).astype(np.float64)
+    predicted = confusion.sum(axis=0)
+    support = confusion.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+    return ClassificationReport(
+        accuracy=accuracy(y_true, y_pred),
+        macro_f1=macro_f1(y_true, y_pred, n_classes),
+        precision=precision,
+        recall=recall,
+        support=support.astype(np.int64),
+        confusion=confusion,
+    )
+
+
+def bootstrap_ci(
+    y_true: npt.NDArray[np.integer],
+    y_pred: npt.NDArray[np.integer],
+    metric: Metric,
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric(y_true, y_pred)``.
+
+    Items are resampled with replacement ``n_boot`` times; the interval holds the central
+    ``level`` share of the metric over the resamples. The same seeded ``rng`` gives the same
+    interval.
+
+    Args:
+        y_true: ``(n,)`` true class indices, ``n >= 1``.
+        y_pred: ``(n,)`` predicted class indices.
+        metric: maps (true, predicted) arrays to a number, e.g. ``accuracy``.
+        rng: draws the resamples.
+        n_boot: number of resamples.
+        level: coverage of the interval, between 0 and 1.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if len(y_true) == 0:
+        raise ValueError("A bootstrap interval needs at least one item.")
+    samples = rng.integers(0, len(y_true), size=(n_boot, len(y_true)))
+    values = np.array([metric(y_true[rows], y_pred[rows]) for rows in samples])
+    tail = (1 - level) / 2
+    low, high = np.nanquantile(values, [tail, 1 - tail])
+    return float(low), float(high)

@@ -12,20 +12,26 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from labeling.models import Annotation, Item, Label, Lease, Project, QueueEntry, Webhook
 from labeling.webhooks import fire
 from modeling.classifiers import HeadClassifier
 from modeling.encoders import DEFAULT_ENCODER_NAME, TextEncoder
-from modeling.evaluation import cross_validated_accuracy
+from modeling.evaluation import (
+    accuracy,
+    bootstrap_ci,
+    classification_report,
+    cross_validated_accuracy,
+    macro_f1,
+)
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
 from modeling.ranking import farthest_first, rank_pool
 from modeling.scheduling import locked_state, request_retrain
@@ -39,6 +45,8 @@ COLD_START_LENGTH = 100
 # The strategy's diverse batch; beyond this the queue continues by plain uncertainty.
 MAX_BATCH = 200
 SEEDS_PER_LABEL = 5
+# Below this many labeled random-control items a version gets no evaluation, only the count.
+MIN_EVALUATION_LABELS = 10
 
 Progress = Callable[[int, int], None]
 
@@ -132,13 +140,14 @@ def _refresh(project: Project) -> ModelVersion | None:
     X, y = vectors[labeled_rows], training.targets
     classifier = HeadClassifier(len(labels), multi_label=project.multi_label).fit(X, y)
     train_seconds = time.perf_counter() - started
-    metrics: dict[str, float] = {}
+    metrics: dict[str, object] = {}
     if not project.multi_label:
-        accuracy = cross_validated_accuracy(
+        cv_accuracy = cross_validated_accuracy(
             lambda: HeadClassifier(len(labels)), X, y, rng=np.random.default_rng(0)
         )
-        if accuracy is not None:
-            metrics["cv_accuracy"] = accuracy
+        if cv_accuracy is not None:
+            metrics["cv_accuracy"] = cv_accuracy
+    metrics["evaluation"] = _evaluation(project, labels, classifier, ids, vectors)
 
     _set_phase(project, Phase.SCORING)
     started = time.perf_counter()
@@ -197,12 +206,31 @@ def _can_train(project: Project, training: TrainingSet) -> bool:
 
 
 def training_set(project: Project, labels: list[Label]) -> TrainingSet:
-    """Each answered item with its agreed label(s): the majority answer over annotators."""
+    """Each answered item with its agreed label(s): the majority answer over annotators.
+
+    Random-control items are the evaluation set: they are left out unless the project trains
+    on them too.
+    """
+    answers = Annotation.objects.filter(item__project=project, skipped=False)
+    if not project.train_on_control:
+        answers = answers.exclude(item__is_random_control=True)
+    return _majority_labels(project, labels, answers)
+
+
+def evaluation_set(project: Project, labels: list[Label]) -> TrainingSet:
+    """The answered random-control items with their agreed label(s)."""
+    answers = Annotation.objects.filter(
+        item__project=project, item__is_random_control=True, skipped=False
+    )
+    return _majority_labels(project, labels, answers)
+
+
+def _majority_labels(
+    project: Project, labels: list[Label], annotations: QuerySet[Annotation]
+) -> TrainingSet:
     index = {label.pk: i for i, label in enumerate(labels)}
     chosen: dict[int, dict[int, set[int]]] = defaultdict(dict)
-    rows = Annotation.objects.filter(item__project=project, skipped=False).values_list(
-        "pk", "item_id", "labels__id"
-    )
+    rows = annotations.values_list("pk", "item_id", "labels__id")
     for annotation_id, item_id, label_id in rows:
         picked = chosen[item_id].setdefault(annotation_id, set())
         if label_id is not None:
@@ -230,6 +258,54 @@ def training_set(project: Project, labels: list[Label]) -> TrainingSet:
         targets=targets,
         class_counts={label.name: counts[i] for i, label in enumerate(labels)},
     )
+
+
+def _evaluation(
+    project: Project,
+    labels: list[Label],
+    classifier: HeadClassifier,
+    ids: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32],
+) -> dict[str, object]:
+    """The version's quality on the labeled random-control items, with 95% bootstrap intervals."""
+    control = evaluation_set(project, labels)
+    item_ids = np.array(control.item_ids, dtype=np.int64)
+    embedded = np.isin(item_ids, ids)  # an item added since the embedding step waits a run
+    n = int(embedded.sum())
+    if project.multi_label:
+        return {"n": n, "note": "evaluation of multi-label projects is not available yet"}
+    if n < MIN_EVALUATION_LABELS:
+        return {"n": n, "note": "too few random-control labels yet"}
+    y_true = control.targets[embedded]
+    y_pred = classifier.predict_proba(vectors[_rows_of(ids, item_ids[embedded])]).argmax(axis=1)
+    report = classification_report(y_true, y_pred, len(labels))
+    f1 = partial(macro_f1, n_classes=len(labels))
+    rng = np.random.default_rng(0)
+    return {
+        "n": n,
+        # Trained on its own evaluation set, the model's scores are optimistic.
+        "trained_on_control": project.train_on_control,
+        "accuracy": report.accuracy,
+        "accuracy_ci": list(bootstrap_ci(y_true, y_pred, accuracy, rng)),
+        "macro_f1": report.macro_f1,
+        "macro_f1_ci": list(bootstrap_ci(y_true, y_pred, f1, rng)),
+        "per_class": {
+            label.name: {
+                "precision": _finite_or_none(report.precision[i]),
+                "recall": _finite_or_none(report.recall[i]),
+                "support": int(report.support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "confusion": {
+            "labels": [label.name for label in labels],
+            "matrix": report.confusion.tolist(),
+        },
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _cold_start_order(

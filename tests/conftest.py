@@ -9,6 +9,8 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from labeling.models import Item, Project, Role, content_hash
+from labeling.services import resolve_labels, submit_answer
+from tests.fixtures import finance_texts, sports_texts
 
 PASSWORD = "correct horse battery staple"
 
@@ -17,6 +19,12 @@ PASSWORD = "correct horse battery staple"
 def fast_passwords(settings: Any) -> None:
     # Stories make many users; the production hasher is slow on purpose.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def no_random_controls(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stories about the serving order expect it exactly; tests/test_evaluation.py draws for real.
+    monkeypatch.setattr("labeling.queue._draw", lambda: 1.0)
 
 
 def make_user(username: str, **extra: Any) -> User:
@@ -75,3 +83,21 @@ def client_for(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def topics(alice: User, bob: User) -> Project:
+    """Alice's "Topics" project: 12 sports and 12 finance texts, labeled sports or finance."""
+    project = make_project(alice, (bob, Role.ANNOTATOR), name="Topics")
+    project.labels.all().delete()
+    project.set_labels(["sports", "finance"])
+    add_items(project, sports_texts(12) + finance_texts(12))
+    return project
+
+
+def label(project: Project, user: User, item: Item, name: str) -> None:
+    submit_answer(project, user, item, resolve_labels(project, [name]))
+
+
+def topic_of(item: Item) -> str:
+    return "sports" if "match" in item.text else "finance"

@@ -9,35 +9,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from labeling.models import Item, Project, QueueEntry, Role
+from labeling.models import Project, QueueEntry
 from labeling.queue import lease_next_item, suggestion_for
-from labeling.services import resolve_labels, submit_answer
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion
 from modeling.scheduling import request_retrain, retrain_if_due, state_of
 from modeling.services import refresh_model
-from tests.conftest import add_items, make_project
-from tests.fixtures import finance_texts, sports_texts
-
-
-@pytest.fixture
-def topics(alice: User, bob: User) -> Project:
-    project = make_project(alice, (bob, Role.ANNOTATOR), name="Topics")
-    project.labels.all().delete()
-    project.set_labels(["sports", "finance"])
-    add_items(project, sports_texts(12) + finance_texts(12))
-    return project
-
-
-def label(project: Project, user: User, item: Item, name: str) -> None:
-    submit_answer(project, user, item, resolve_labels(project, [name]))
-
-
-def topic_of(item: Item) -> str:
-    return "sports" if "match" in item.text else "finance"
+from tests.conftest import label, topic_of
 
 
 def test_before_any_label_the_queue_holds_typical_items(topics: Project) -> None:

@@ -7,65 +7,31 @@ seconds an item was on screen, and whether item text could ever run as script.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from pytest_django.live_server_helper import LiveServer
 
 from labeling.models import Annotation, Item, Project, Role
-from tests.conftest import PASSWORD, add_items, make_project
+from tests.browser import BROWSER_STORY, log_in, new_page
+from tests.browser import browser as browser  # the shared fixture
+from tests.conftest import add_items, make_project
 
-# Playwright's sync API runs an asyncio event loop in this thread, so Django would refuse
-# every ORM call the test makes ("You cannot call this from an async context"). The test
-# body is plain blocking code that never shares a connection with a coroutine, so it is safe.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Debian's chromium is missing; `make chromium` installs it"
-    ),
-]
+pytestmark = BROWSER_STORY
 
 # How long Bob looks at each item before he answers, on the page's fake clock.
 READING_MS = 1500
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 760})
-    page = context.new_page()
-    page.set_default_timeout(5_000)
+    page = new_page(browser)
     # A controllable clock: time still flows, and `fast_forward` stands for Bob reading.
     page.clock.install()
     yield page
-    context.close()
-
-
-def log_in(page: Page, live_server: LiveServer, user: User) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Your projects")).to_be_visible()
+    page.context.close()
 
 
 def open_annotator(page: Page, live_server: LiveServer, project: Project) -> None:

@@ -133,6 +133,7 @@ def test_alice_exports_jsonl_with_the_final_label_of_each_item(
         "prediction": "negative",
         "confidence": 0.8,
         "model_version": 3,
+        "random_control": False,
         "metadata": {},
     }
     summary = [(r["label"], r["agreement"], r["answers_count"]) for r in rows[1:7]]
@@ -227,6 +228,7 @@ def test_alice_exports_csv(alice: User, project: Project, items: list[Item]) -> 
         "prediction": "negative",
         "confidence": "0.8",
         "model_version": "3",
+        "random_control": "False",
         "metadata": "{}",
     }
     assert (rows[3]["label"], rows[3]["agreement"]) == ("", "")
@@ -290,6 +292,22 @@ def test_filters_choose_which_items_alice_exports(
     assert [row["id"] for row in rows] == [items[n].pk for n in expected]
 
 
+def test_alice_exports_only_the_random_control_items(
+    alice: User, project: Project, items: list[Item]
+) -> None:
+    Item.objects.filter(pk__in=[items[1].pk, items[7].pk]).update(is_random_control=True)
+
+    rows = jsonl_rows(client_for(alice).get(export_url(project), {"random_control": "1"}))
+
+    assert [(row["id"], row["label"], row["random_control"]) for row in rows] == [
+        (items[1].pk, "positive", True),
+        (items[7].pk, None, True),
+    ]
+    everything = jsonl_rows(client_for(alice).get(export_url(project), {"random_control": "0"}))
+    assert sum(row["random_control"] for row in everything) == 2
+    assert len(everything) == 20
+
+
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
@@ -300,11 +318,7 @@ def test_filters_choose_which_items_alice_exports(
         ({"min_agreement": "1.5"}, "min_agreement", "Give a share from 0 to 1"),
         ({"min_agreement": "high"}, "min_agreement", "Give a share from 0 to 1"),
         ({"final_only": "maybe"}, "final_only", "Use 1 or 0"),
-        (
-            {"random_control": "1"},
-            "random_control",
-            "random-control filtering arrives with the evaluation set",
-        ),
+        ({"random_control": "some"}, "random_control", "Use 1 or 0"),
     ],
 )
 def test_a_bad_filter_is_refused_with_a_clear_message(

@@ -119,7 +119,7 @@ class ProjectExportView(ProjectScoped, APIView):
             _flag("final_only", "Only items with a final label"),
             _flag("answers", "List every answer in each row"),
             _flag("async", "Always write the file with a worker (202 and a job)"),
-            _flag("random_control", "Not available yet: arrives with the evaluation set"),
+            _flag("random_control", "Only the random-control items (the evaluation set)"),
         ],
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
@@ -131,7 +131,8 @@ class ProjectExportView(ProjectScoped, APIView):
         description=(
             "Rows: id, external_id, text, label (multi-label: names joined with '|'), labels, "
             "agreement, answers_count (answers not skipped), prediction, confidence, "
-            "model_version, metadata, and with answers=1 every answer. Above "
+            "model_version, random_control (served as a uniform random draw, part of the "
+            "evaluation set), metadata, and with answers=1 every answer. Above "
             "SIFT_EXPORT_SYNC_LIMIT items (or with async=1) a worker writes the file: the "
             "answer is 202 with the job to poll."
         ),

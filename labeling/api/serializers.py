@@ -66,6 +66,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             "strategy",
             "show_suggestions",
             "encoder",
+            "random_control_share",
+            "train_on_control",
             "settings",
             "labels",
             "label_names",
@@ -118,7 +120,15 @@ class ProjectSerializer(serializers.ModelSerializer):
 class ItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = Item
-        fields = ["id", "text", "external_id", "metadata", "answer_count", "created_at"]
+        fields = [
+            "id",
+            "text",
+            "external_id",
+            "metadata",
+            "answer_count",
+            "is_random_control",
+            "created_at",
+        ]
         read_only_fields = fields
 
 

@@ -1,0 +1,84 @@
+"""Quality reports and bootstrap intervals, fed literal labels."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+from modeling.evaluation import accuracy, bootstrap_ci, classification_report, macro_f1
+
+Y_TRUE = np.array([0, 0, 1, 1, 2, 2])
+Y_PRED = np.array([0, 1, 1, 1, 2, 0])
+
+
+def test_the_report_counts_each_class() -> None:
+    report = classification_report(Y_TRUE, Y_PRED, 3)
+
+    assert report.confusion.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert report.accuracy == pytest.approx(4 / 6)
+    assert report.precision.tolist() == pytest.approx([1 / 2, 2 / 3, 1])
+    assert report.recall.tolist() == pytest.approx([1 / 2, 1, 1 / 2])
+    assert report.support.tolist() == [2, 2, 2]
+    # F1 per class: 1/2, 4/5, 2/3.
+    assert report.macro_f1 == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
+
+
+def test_a_class_never_predicted_has_no_precision_and_scores_zero_f1() -> None:
+    report = classification_report(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 0]), 2)
+
+    assert np.isnan(report.precision[1])
+    assert report.recall.tolist() == [1.0, 0.0]
+    # Class 0: F1 = 2*2 / (2*2 + 2) = 2/3; class 1 counts with F1 = 0.
+    assert report.macro_f1 == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_a_class_absent_from_both_is_left_out_of_macro_f1() -> None:
+    report = classification_report(np.array([0, 1]), np.array([0, 1]), 3)
+
+    assert report.macro_f1 == 1.0
+    assert report.support.tolist() == [1, 1, 0]
+    assert np.isnan(report.precision[2])
+    assert np.isnan(report.recall[2])
+    assert report.confusion.shape == (3, 3)
+
+
+def test_the_same_seed_gives_the_same_interval() -> None:
+    first = bootstrap_ci(Y_TRUE, Y_PRED, accuracy, np.random.default_rng(7))
+    second = bootstrap_ci(Y_TRUE, Y_PRED, accuracy, np.random.default_rng(7))
+
+    assert first == second
+    low, high = first
+    assert 0 <= low <= accuracy(Y_TRUE, Y_PRED) <= high <= 1
+    assert low < high
+
+
+def test_a_perfect_model_has_a_point_interval() -> None:
+    assert bootstrap_ci(Y_TRUE, Y_TRUE, accuracy, np.random.default_rng(0)) == (1.0, 1.0)
+
+
+def test_more_items_and_lower_coverage_narrow_the_interval() -> None:
+    rng = np.random.default_rng(0)
+    few = bootstrap_ci(Y_TRUE, Y_PRED, accuracy, rng)
+    many = bootstrap_ci(np.tile(Y_TRUE, 20), np.tile(Y_PRED, 20), accuracy, rng)
+    half = bootstrap_ci(Y_TRUE, Y_PRED, accuracy, rng, level=0.5)
+
+    assert many[1] - many[0] < few[1] - few[0]
+    assert half[1] - half[0] < few[1] - few[0]
+    assert many[0] <= 4 / 6 <= many[1]
+
+
+def test_any_metric_can_be_bootstrapped() -> None:
+    f1 = partial(macro_f1, n_classes=3)
+
+    low, high = bootstrap_ci(Y_TRUE, Y_PRED, f1, np.random.default_rng(1), n_boot=200)
+
+    assert 0 <= low <= f1(Y_TRUE, Y_PRED) <= high <= 1
+
+
+def test_no_items_have_no_interval() -> None:
+    with pytest.raises(ValueError, match="at least one item"):
+        bootstrap_ci(
+            np.array([], dtype=int), np.array([], dtype=int), accuracy, np.random.default_rng(0)
+        )

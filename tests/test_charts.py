@@ -1,0 +1,54 @@
+"""Chart geometry: literal counts in, the coordinates the template draws out."""
+
+from __future__ import annotations
+
+import pytest
+
+from labeling.charts import MARGIN_LEFT, MARGIN_TOP, nice_step, stacked_bars
+
+
+@pytest.mark.parametrize(
+    ("largest", "step"), [(0, 1), (3, 1), (9, 5), (20, 5), (41, 20), (400, 100), (1234, 500)]
+)
+def test_ticks_step_by_one_two_or_five_times_a_power_of_ten(largest: int, step: int) -> None:
+    assert nice_step(largest) == step
+
+
+def test_series_stack_from_the_axis_up_and_zero_counts_draw_nothing() -> None:
+    chart = stacked_bars(
+        ["Mon", "Tue"],
+        {"bob": [6, 0], "dora": [3, 2]},
+        {"bob": "#111111", "dora": "#222222"},
+        width=236,
+        height=130,
+    )
+    # Plot: x 36..228 (two slots of 96), y 8..108; totals 9 and 2 give ticks 0, 5, 10.
+    assert (chart.plot_left, chart.plot_top, chart.plot_bottom) == (MARGIN_LEFT, MARGIN_TOP, 108)
+    assert [(t.position, t.text) for t in chart.y_ticks] == [(108, "0"), (58, "5"), (8, "10")]
+    assert [(b.x, b.y, b.width, b.height, b.color) for b in chart.bars] == [
+        (45.6, 48, 76.8, 60, "#111111"),
+        (45.6, 18, 76.8, 30, "#222222"),
+        (141.6, 88, 76.8, 20, "#222222"),
+    ]
+    assert [bar.title for bar in chart.bars] == [
+        "bob: 6 in Mon",
+        "dora: 3 in Mon",
+        "dora: 2 in Tue",
+    ]
+    assert [(t.position, t.text) for t in chart.x_ticks] == [(84, "Mon"), (180, "Tue")]
+
+
+def test_long_series_label_only_some_periods() -> None:
+    periods = [f"day {n}" for n in range(20)]
+    chart = stacked_bars(periods, {"bob": [1] * 20}, {"bob": "#111111"})
+
+    assert [tick.text for tick in chart.x_ticks] == [
+        "day 0",
+        "day 3",
+        "day 6",
+        "day 9",
+        "day 12",
+        "day 15",
+        "day 18",
+    ]
+    assert len(chart.bars) == 20
