@@ -121,24 +121,6 @@ class ProjectSettingsForm(forms.ModelForm):
             "train_on_control",
         ]
 
-    def clean_overlap(self) -> int:
-        overlap = int(self.cleaned_data["overlap"])
-        if overlap < 1:
-            raise ValidationError("At least one annotator per item.")
-        return overlap
-
-    def clean_lease_seconds(self) -> int:
-        seconds = int(self.cleaned_data["lease_seconds"])
-        if seconds < 10:
-            raise ValidationError("Leases last at least 10 seconds.")
-        return seconds
-
-    def clean_retrain_every(self) -> int:
-        every = int(self.cleaned_data["retrain_every"])
-        if every < 1:
-            raise ValidationError("Retrain after at least one answer.")
-        return every
-
     def clean_encoder(self) -> str:
         path = str(self.cleaned_data["encoder"]).strip()
         if path and not (Path(path) / "config.json").is_file():

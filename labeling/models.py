@@ -80,14 +80,18 @@ class Project(models.Model):
     multi_label = models.BooleanField(default=False)
     overlap = models.PositiveSmallIntegerField(
         default=1,
+        validators=[MinValueValidator(1, "At least one annotator per item.")],
         help_text="How many annotators answer each item (more than 1 measures agreement).",
     )
     lease_seconds = models.PositiveIntegerField(
         default=default_lease_seconds,
+        validators=[MinValueValidator(10, "Leases last at least 10 seconds.")],
         help_text="How long an item stays reserved for the annotator it was served to.",
     )
     retrain_every = models.PositiveIntegerField(
-        default=10, help_text="Retrain the model after this many new answers."
+        default=10,
+        validators=[MinValueValidator(1, "Retrain after at least one answer.")],
+        help_text="Retrain the model after this many new answers.",
     )
     strategy = models.CharField(
         max_length=40,

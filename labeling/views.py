@@ -39,6 +39,7 @@ from labeling.people import (
 from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import progress_for, recent_answers, submit_answer, undo_last_answer
 from modeling.scheduling import request_retrain, state_of
+from modeling.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
 
 ANSWERING = (Role.LEAD, Role.ANNOTATOR, Role.REVIEWER)
 OVERSEEING = (Role.LEAD, Role.REVIEWER)
@@ -104,9 +105,12 @@ def retrain(request: AuthedRequest, project_id: int) -> HttpResponse:
 
 def model_status_context(project: Project) -> dict[str, object]:
     state = state_of(project)
+    recent = list(project.model_versions.all()[: STABLE_RUN + 1])  # newest first
+    predictions = [StopSetPredictions.from_metrics(v.number, v.metrics) for v in reversed(recent)]
     return {
         "state": state,
-        "latest_version": project.model_versions.first(),
+        "latest_version": recent[0] if recent else None,
+        "stopping": stopping_advice(predictions) if recent else None,
         "queue_length": project.queue_entries.count(),
         "busy": state.is_running() or state.queued_at is not None,
     }

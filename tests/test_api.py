@@ -809,3 +809,27 @@ def test_a_promoted_model_is_announced_to_the_projects_webhook(
         "labels_used": 6,
         "metrics": version.metrics,
     }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("overlap", 0, "greater than or equal to 1"),
+        ("retrain_every", 0, "greater than or equal to 1"),
+        ("lease_seconds", 5, "greater than or equal to 10"),
+        ("random_control_share", 1.5, "less than or equal to 1.0"),
+    ],
+)
+def test_loop_settings_out_of_range_are_refused(
+    alice: User, field: str, value: object, message: str
+) -> None:
+    project = make_project(alice)
+
+    response = token_client(alice).patch(
+        f"/api/v1/projects/{project.pk}/", {field: value}, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert message in response.json()[field][0]
+    project.refresh_from_db()
+    assert getattr(project, field) != value

@@ -82,11 +82,6 @@ class ProjectSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("Must not contain a NUL character.")
         return value
 
-    def validate_lease_seconds(self, value: int) -> int:
-        if value < 10:
-            raise serializers.ValidationError("Leases last at least 10 seconds.")
-        return value
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is None and not attrs.get("label_names"):
             raise serializers.ValidationError({"label_names": "Give at least one label."})
@@ -97,9 +92,6 @@ class ProjectSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {"multi_label": "Cannot change once the project exists."}
             )
-        for field in ("overlap", "retrain_every"):
-            if field in attrs and attrs[field] < 1:
-                raise serializers.ValidationError({field: "Must be at least 1."})
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> Project:
