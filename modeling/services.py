@@ -32,9 +32,11 @@ from modeling.evaluation import (
     cross_validated_accuracy,
     macro_f1,
 )
+from modeling.labels_saved import labels_saved_estimate
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
 from modeling.ranking import farthest_first, rank_pool
 from modeling.scheduling import locked_state, request_retrain
+from modeling.stopping import mean_uncertainty, stop_set_hash, stop_set_predictions
 from modeling.strategies import DEFAULT_STRATEGY, STRATEGIES, cold_start, nearest_to
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ MAX_BATCH = 200
 SEEDS_PER_LABEL = 5
 # Below this many labeled random-control items a version gets no evaluation, only the count.
 MIN_EVALUATION_LABELS = 10
+# Items every version predicts, so successive versions can be compared (stopping advice).
+STOP_SET_SIZE = 1000
 
 Progress = Callable[[int, int], None]
 
@@ -147,11 +151,18 @@ def _refresh(project: Project) -> ModelVersion | None:
         )
         if cv_accuracy is not None:
             metrics["cv_accuracy"] = cv_accuracy
-    metrics["evaluation"] = _evaluation(project, labels, classifier, ids, vectors)
+    control = evaluation_set(project, labels)
+    evaluation = _evaluation(project, labels, classifier, control, ids, vectors)
+    metrics["evaluation"] = evaluation
+    metrics["labels_saved"] = _labels_saved(
+        project, labels, control, evaluation, len(training.item_ids), ids, vectors
+    )
+    metrics["stop_set"] = _stop_set(project, classifier, ids, vectors)
 
     _set_phase(project, Phase.SCORING)
     started = time.perf_counter()
     probabilities = classifier.predict_proba(vectors[pool_rows])
+    metrics["pool_uncertainty"] = mean_uncertainty(probabilities, multi_label=project.multi_label)
     strategy = STRATEGIES.get(project.strategy, STRATEGIES[DEFAULT_STRATEGY])()
     ranked = rank_pool(
         probabilities,
@@ -264,11 +275,11 @@ def _evaluation(
     project: Project,
     labels: list[Label],
     classifier: HeadClassifier,
+    control: TrainingSet,
     ids: npt.NDArray[np.int64],
     vectors: npt.NDArray[np.float32],
 ) -> dict[str, object]:
     """The version's quality on the labeled random-control items, with 95% bootstrap intervals."""
-    control = evaluation_set(project, labels)
     item_ids = np.array(control.item_ids, dtype=np.int64)
     embedded = np.isin(item_ids, ids)  # an item added since the embedding step waits a run
     n = int(embedded.sum())
@@ -301,6 +312,64 @@ def _evaluation(
             "labels": [label.name for label in labels],
             "matrix": report.confusion.tolist(),
         },
+    }
+
+
+def _labels_saved(
+    project: Project,
+    labels: list[Label],
+    control: TrainingSet,
+    evaluation: dict[str, object],
+    labels_used: int,
+    ids: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32],
+) -> dict[str, object]:
+    """Labels saved against random sampling, or why there is no estimate yet."""
+    if project.multi_label:
+        return {"reason": "not available for multi-label projects yet"}
+    if project.train_on_control:
+        return {"reason": "the model also trains on the random-control items: no fair baseline"}
+    current = evaluation.get("accuracy")
+    if not isinstance(current, float):
+        return {"reason": "too few random-control labels yet"}
+    item_ids = np.array(control.item_ids, dtype=np.int64)
+    embedded = np.isin(item_ids, ids)
+    estimate = labels_saved_estimate(
+        vectors[_rows_of(ids, item_ids[embedded])],
+        control.targets[embedded],
+        current,
+        labels_used,
+        lambda: HeadClassifier(len(labels)),
+        np.random.default_rng(0),
+    )
+    if estimate.estimate is None:
+        return {"reason": estimate.reason}
+    return {
+        "estimate": estimate.estimate,
+        "low": estimate.low,
+        "high": estimate.high,
+        "note": estimate.note,
+    }
+
+
+def _stop_set(
+    project: Project,
+    classifier: HeadClassifier,
+    ids: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32],
+) -> dict[str, object]:
+    """The version's predictions on the fixed stop set: the items with the smallest random keys."""
+    stop_ids = np.fromiter(
+        Item.objects.filter(project=project)
+        .order_by("random_key", "id")
+        .values_list("id", flat=True)[:STOP_SET_SIZE],
+        dtype=np.int64,
+    )
+    stop_ids = stop_ids[np.isin(stop_ids, ids)]  # an item added since the embedding step waits
+    probabilities = classifier.predict_proba(vectors[_rows_of(ids, stop_ids)])
+    return {
+        "ids_hash": stop_set_hash(stop_ids),
+        "predictions": stop_set_predictions(probabilities, multi_label=project.multi_label),
     }
 
 
@@ -398,7 +467,8 @@ def _write_queue(
                     "project": project.pk,
                     "version": version.number,
                     "labels_used": version.labels_used,
-                    "metrics": version.metrics,
+                    # The stop set's predictions are bookkeeping, not news for a receiver.
+                    "metrics": {k: v for k, v in version.metrics.items() if k != "stop_set"},
                 },
             )
         entries = []

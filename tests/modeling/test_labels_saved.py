@@ -1,0 +1,116 @@
+"""Labels saved against random sampling, on learners whose learning curve is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from modeling.classifiers import Classifier
+from modeling.labels_saved import fit_power_law, labels_saved_estimate
+
+
+def true_curve(n: int) -> float:
+    """The learner's accuracy after n labels: 0.9 - 0.8 / sqrt(n), so 64 labels give 0.8."""
+    return 0.9 - 0.8 * n**-0.5
+
+
+class CurveLearner(Classifier):
+    """Trained on n items, it is right on exactly the items easier than ``curve(n)``.
+
+    Column 0 of X holds the item's true class (0 or 1), column 1 its difficulty in [0, 1).
+    """
+
+    def __init__(self, curve=true_curve) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(2)
+        self.curve = curve
+        self.accuracy = 0.0
+
+    def fit(self, X: npt.NDArray[np.floating], y: npt.NDArray[np.integer]) -> CurveLearner:
+        self.accuracy = self.curve(len(y))
+        return self
+
+    def predict_proba(self, X: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        truth = X[:, 0].astype(np.intp)
+        predicted = np.where(X[:, 1] < self.accuracy, truth, 1 - truth)
+        return np.eye(2)[predicted]
+
+
+def control_items(n: int, seed: int = 0) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return np.column_stack([y, rng.random(n)]), y
+
+
+def test_the_fit_recovers_a_power_law_from_exact_points() -> None:
+    sizes = np.array([10, 20, 40, 80, 160, 320])
+    curve = fit_power_law(sizes, np.array([true_curve(n) for n in sizes]))
+
+    assert curve is not None
+    assert (curve.a, curve.b, curve.c) == pytest.approx((0.9, 0.8, 0.5), abs=0.01)
+    assert curve.labels_for(0.8) == pytest.approx(64, rel=0.02)
+    assert curve.labels_for(0.95) == float("inf")
+
+
+def test_a_falling_curve_has_no_fit() -> None:
+    assert fit_power_law(np.array([10, 20, 40]), np.array([0.9, 0.8, 0.7])) is None
+
+
+@pytest.mark.parametrize("seed", [0, 2, 4])
+def test_the_estimate_and_its_band_hold_the_labels_random_sampling_needs(seed: int) -> None:
+    X, y = control_items(1000, seed)
+    # An actively trained model as accurate as 64 random labels, scored on the same items.
+    current_accuracy = float(np.mean(X[:, 1] < true_curve(64)))
+
+    saved = labels_saved_estimate(
+        X, y, current_accuracy, 30, CurveLearner, np.random.default_rng(seed)
+    )
+
+    # Random sampling needs 64 labels; active learning used 30, so 34 were saved.
+    assert saved.estimate is not None
+    assert saved.low is not None
+    assert saved.high is not None
+    assert saved.low <= saved.estimate <= saved.high
+    assert saved.low <= 34 <= saved.high
+    assert saved.estimate == pytest.approx(34, abs=15)
+    assert "1000 control labels" in saved.note
+    assert saved.reason == ""
+
+
+def test_more_labels_than_random_would_need_count_as_negative_savings() -> None:
+    X, y = control_items(1000)
+
+    saved = labels_saved_estimate(X, y, 0.8, 100, CurveLearner, np.random.default_rng(0))
+
+    assert saved.estimate is not None
+    assert saved.estimate < 0
+
+
+def test_too_few_control_labels_give_a_reason_instead_of_a_number() -> None:
+    X, y = control_items(39)
+
+    saved = labels_saved_estimate(X, y, 0.8, 30, CurveLearner, np.random.default_rng(0))
+
+    assert saved.estimate is None
+    assert saved.reason == "needs 40 random-control labels, has 39"
+
+
+def test_a_flat_curve_gives_a_reason_instead_of_a_number() -> None:
+    X, y = control_items(200)
+
+    saved = labels_saved_estimate(
+        X, y, 0.8, 30, lambda: CurveLearner(lambda n: 0.7), np.random.default_rng(0)
+    )
+
+    assert saved.estimate is None
+    assert "too flat or noisy" in saved.reason
+
+
+def test_an_accuracy_beyond_the_curve_gives_a_lower_bound_instead_of_a_number() -> None:
+    X, y = control_items(1000)
+
+    saved = labels_saved_estimate(X, y, 0.95, 30, CurveLearner, np.random.default_rng(0))
+
+    assert saved.estimate is None
+    assert saved.reason.startswith("random sampling would not reach 95% within the fitted curve")
+    assert saved.reason.endswith("at least 8000 labels")

@@ -1,0 +1,86 @@
+"""Alice asks the model panel whether to keep labeling and how many labels the model saved."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from labeling.models import Item, Project
+from modeling.models import ModelVersion
+from modeling.services import refresh_model
+from tests.conftest import add_items, client_for, label, topic_of
+from tests.fixtures import finance_texts, sports_texts
+
+
+def label_with_controls(project: Project, user: User, ranked: int, controls: int) -> None:
+    """Bob labels items; the last `controls` of them are flagged as random controls."""
+    items = list(project.items.order_by("random_key"))[: ranked + controls]
+    for item in items:
+        label(project, user, item, topic_of(item))
+    Item.objects.filter(pk__in=[item.pk for item in items[ranked:]]).update(is_random_control=True)
+
+
+def panel(project: Project, user: User) -> str:
+    response = client_for(user).get(reverse("model_status", args=[project.pk]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_after_one_version_alice_is_told_to_keep_labeling_and_why(
+    topics: Project, alice: User, bob: User
+) -> None:
+    label_with_controls(topics, bob, ranked=6, controls=12)
+
+    version = refresh_model(topics.pk, run_id="run-1")
+
+    assert version is not None
+    assert len(version.metrics["stop_set"]["predictions"]) == 24
+    html = panel(topics, alice)
+    assert "<strong>Keep labeling</strong>" in html
+    assert "not enough versions yet: 1 of 4 predicted the same stop set" in html
+    assert "needs 40 random-control labels, has 12" in html
+
+
+def test_when_retraining_no_longer_changes_predictions_alice_may_stop(
+    topics: Project, alice: User, bob: User
+) -> None:
+    label_with_controls(topics, bob, ranked=6, controls=12)
+
+    for run in range(4):
+        refresh_model(topics.pk, run_id=f"run-{run}")
+
+    html = panel(topics, alice)
+    assert "<strong>Consider stopping</strong>" in html
+    assert "predictions stable: kappa at least 0.99 between successive versions v1 to v4" in html
+    assert "mean pool uncertainty" in html
+
+
+def test_labels_saved_on_an_easy_project_says_why_there_is_no_number(
+    topics: Project, alice: User, bob: User
+) -> None:
+    add_items(topics, sports_texts(40)[12:] + finance_texts(40)[12:])
+    label_with_controls(topics, bob, ranked=6, controls=44)
+
+    version = refresh_model(topics.pk, run_id="run-1")
+
+    # Every subset of the control labels already classifies these topics perfectly.
+    assert version is not None
+    assert version.metrics["evaluation"]["n"] == 44
+    reason = "random sampling&#x27;s learning curve on the control items is too flat or noisy"
+    assert reason in panel(topics, alice)
+
+
+def test_labels_saved_shows_the_estimate_with_its_band_and_method(
+    topics: Project, alice: User, bob: User
+) -> None:
+    label_with_controls(topics, bob, ranked=6, controls=12)
+    version = refresh_model(topics.pk, run_id="run-1")
+    assert version is not None
+    metrics = version.metrics
+    metrics["labels_saved"] = {"estimate": 120, "low": 80, "high": None, "note": "the method"}
+    ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
+
+    html = panel(topics, alice)
+
+    assert '120 <span class="muted">(80 to more)</span>' in html
+    assert "Labels saved against random sampling: the method." in html
