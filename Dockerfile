@@ -1,4 +1,4 @@
-# One image for the web app and the workers.
+# One image for the web app and the workers; docker-compose.yml runs the whole stack.
 #   docker build -t sift .
 #   docker run -p 8000:8000 -e SECRET_KEY=... -e DATABASE_URL=... -e REDIS_URL=... sift
 #   docker run -e ... sift celery -A config worker --loglevel=info
@@ -26,11 +26,12 @@ COPY . .
 RUN pip install --no-deps . \
     && SECRET_KEY=build-only-not-secret python manage.py collectstatic --no-input \
     && useradd --create-home --uid 1000 sift \
-    && mkdir -p /app/var \
+    && mkdir -p /app/var/media \
     && chown -R sift /app/var
 
-USER sift
+# Numeric, so an orchestrator's runAsNonRoot can verify it without reading /etc/passwd.
+USER 1000
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/accounts/login/', timeout=4)"
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/', timeout=4)"]
 CMD ["sh", "-c", "python manage.py migrate --no-input && gunicorn config.wsgi --bind 0.0.0.0:8000 --workers 3 --timeout 120"]

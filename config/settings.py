@@ -8,7 +8,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SIFT_VAR_DIR", str(BASE_DIR / "var")))
@@ -22,6 +22,27 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS hardening, on by default when DEBUG is off. Cookies marked Secure still reach
+# http://localhost (browsers treat it as a secure context), so local runs keep working.
+SESSION_COOKIE_SECURE = env_bool("SIFT_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env_int("SIFT_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SIFT_HSTS_INCLUDE_SUBDOMAINS", True)
+# Behind a TLS-terminating proxy Django sees plain http; trust its X-Forwarded-Proto only
+# when the proxy is known to overwrite that header.
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SILENCED_SYSTEM_CHECKS = [
+    # W008: the proxy that terminates TLS redirects http to https; redirecting here as well,
+    # behind a proxy that does not send X-Forwarded-Proto, would loop forever. Opt in with
+    # SECURE_SSL_REDIRECT=true together with TRUST_X_FORWARDED_PROTO=true.
+    "security.W008",
+    # W021: HSTS preload commits the whole registrable domain, not just Sift's host, to
+    # https for years; that is the domain owner's decision, made outside Sift.
+    "security.W021",
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -122,6 +143,8 @@ SIFT_MAX_TEXT_CHARS = env_int("SIFT_MAX_TEXT_CHARS", 20_000, minimum=1)
 SIFT_LEASE_SECONDS = env_int("SIFT_LEASE_SECONDS", 600, minimum=10)
 # Exports of more items than this run as a background job that produces a file.
 SIFT_EXPORT_SYNC_LIMIT = env_int("SIFT_EXPORT_SYNC_LIMIT", 200_000, minimum=0)
+# What a device-hour of training costs, for the cost column of the model report.
+SIFT_PRICE_PER_DEVICE_HOUR = env_float("SIFT_PRICE_PER_DEVICE_HOUR", 0.0, minimum=0.0)
 
 # Celery: Redis when REDIS_URL is set; otherwise an embedded file-system broker that needs no
 # server, so `make run` works on a bare machine with a real worker process.
@@ -139,6 +162,11 @@ else:
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+# Workers log through LOGGING above, so LOG_FORMAT=json covers their lines too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Training can go to its own queue, consumed by workers on GPU machines (docker-compose.yml).
+SIFT_TRAINING_QUEUE = env_str("SIFT_TRAINING_QUEUE", "celery")
+CELERY_TASK_ROUTES = {"modeling.tasks.refresh_model": {"queue": SIFT_TRAINING_QUEUE}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -164,10 +192,16 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {"TITLE": "Sift API", "VERSION": "1.0.0"}
 
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

@@ -23,6 +23,12 @@ urlpatterns = [
         views.throughput_csv,
         name="throughput_csv",
     ),
+    path("projects/<int:project_id>/model/report/", views.model_report, name="model_report"),
+    path(
+        "projects/<int:project_id>/model/report/<slug:table>.csv",
+        views.model_report_csv,
+        name="model_report_csv",
+    ),
     path("account/tokens/", views.api_tokens, name="api_tokens"),
     path("account/tokens/<int:token_id>/revoke/", views.revoke_api_token, name="revoke_api_token"),
 ]

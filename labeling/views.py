@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.forms import modelform_factory
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -37,6 +37,17 @@ from labeling.people import (
     throughput_chart,
 )
 from labeling.queue import lease_next_item, suggestion_for
+from labeling.reports import (
+    compute_csv_rows,
+    compute_totals,
+    label_distribution,
+    label_distribution_chart,
+    label_distribution_csv_rows,
+    learning_curve_chart,
+    learning_curve_csv_rows,
+    price_per_device_hour,
+    version_reports,
+)
 from labeling.services import progress_for, recent_answers, submit_answer, undo_last_answer
 from modeling.scheduling import request_retrain, state_of
 from modeling.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
@@ -290,6 +301,40 @@ def throughput_csv(request: AuthedRequest, project_id: int) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="throughput-{project.pk}.csv"'
     csv.writer(response).writerows(throughput(project).csv_rows())
+    return response
+
+
+@login_required
+def model_report(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    versions = version_reports(project)
+    labels = label_distribution(project)
+    context = {
+        "project": project,
+        "versions": versions,
+        "totals": compute_totals(versions),
+        "price": price_per_device_hour(),
+        "curve": learning_curve_chart(versions),
+        "labels_chart": label_distribution_chart(labels),
+        "has_answers": any(label.answers for label in labels),
+    }
+    return render(request, "labeling/model_report.html", context)
+
+
+@login_required
+def model_report_csv(request: AuthedRequest, project_id: int, table: str) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    if table == "labels":
+        rows = label_distribution_csv_rows(label_distribution(project))
+    elif table == "learning-curve":
+        rows = learning_curve_csv_rows(version_reports(project))
+    elif table == "compute":
+        rows = compute_csv_rows(version_reports(project))
+    else:
+        raise Http404("No such table.")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{table}-{project.pk}.csv"'
+    csv.writer(response).writerows(rows)
     return response
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from labeling.charts import MARGIN_LEFT, MARGIN_TOP, nice_step, stacked_bars
+from labeling.charts import (
+    MARGIN_LEFT,
+    MARGIN_TOP,
+    category_bars,
+    line_chart,
+    nice_step,
+    stacked_bars,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +59,58 @@ def test_long_series_label_only_some_periods() -> None:
         "day 18",
     ]
     assert len(chart.bars) == 20
+
+
+def test_lines_skip_missing_values_and_bands_wrap_their_points() -> None:
+    chart = line_chart(
+        [10, 20, 40],
+        {"eval": [50, None, 75], "cv": [40, 60, 70]},
+        {"eval": "#111111", "cv": "#222222"},
+        bands={"eval": [(40, 60), None, (70, 80)]},
+        y_max=100,
+        x_name="labels",
+        y_suffix="%",
+        width=236,
+        height=130,
+    )
+    # Plot: x 36..228 for 0..40 labels (4.8 px each), y 108..8 for 0..100% (1 px each).
+    evaluation, cv = chart.lines
+    assert evaluation.polyline == "84.0,58.0 228.0,33.0"
+    assert cv.polyline == "84.0,68.0 132.0,48.0 228.0,38.0"
+    assert evaluation.band == "84.0,48.0 228.0,28.0 228.0,38.0 84.0,68.0"
+    assert cv.band == ""
+    assert [p.title for p in evaluation.points] == [
+        "eval: 50% at 10 labels",
+        "eval: 75% at 40 labels",
+    ]
+    assert [(t.position, t.text) for t in chart.y_ticks] == [
+        (108, "0%"),
+        (88, "20%"),
+        (68, "40%"),
+        (48, "60%"),
+        (28, "80%"),
+        (8, "100%"),
+    ]
+    assert [t.text for t in chart.x_ticks] == ["0", "5", "10", "15", "20", "25", "30", "35", "40"]
+    assert [(entry.name, entry.color) for entry in chart.legend] == [
+        ("eval", "#111111"),
+        ("cv", "#222222"),
+    ]
+
+
+def test_an_empty_line_chart_still_has_axes() -> None:
+    chart = line_chart([], {"eval": []}, {"eval": "#111111"})
+
+    assert chart.lines[0].points == []
+    assert [t.text for t in chart.y_ticks] == ["0", "1"]
+
+
+def test_category_bars_give_each_category_its_colour() -> None:
+    chart = category_bars(["yes", "no", "maybe"], [3, 1, 0], ["#111111", "#222222", "#333333"])
+
+    assert [(bar.title, bar.color) for bar in chart.bars] == [
+        ("yes: 3", "#111111"),
+        ("no: 1", "#222222"),
+    ]
+    assert chart.bars[0].height == pytest.approx(3 * chart.bars[1].height, abs=0.05)
+    assert [t.text for t in chart.x_ticks] == ["yes", "no", "maybe"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list
+from config.env import env_bool, env_float, env_int, env_list
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +35,17 @@ def test_integers_refuse_words_and_values_below_the_minimum(
         env_int("SIZE", 5, minimum=1)
     monkeypatch.delenv("SIZE")
     assert env_int("SIZE", 5) == 5
+
+
+def test_numbers_refuse_words_and_negative_prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRICE", "cheap")
+    with pytest.raises(ImproperlyConfigured, match="PRICE must be a number, got 'cheap'"):
+        env_float("PRICE", 0.0)
+    monkeypatch.setenv("PRICE", "-1")
+    with pytest.raises(ImproperlyConfigured, match=r"PRICE must be at least 0\.0"):
+        env_float("PRICE", 0.0, minimum=0.0)
+    monkeypatch.setenv("PRICE", "2.5")
+    assert env_float("PRICE", 0.0) == 2.5
 
 
 def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,3 +82,47 @@ def test_a_bad_database_url_is_named(tmp_path: Path) -> None:
 def test_development_defaults_to_an_embedded_sqlite_file(tmp_path: Path) -> None:
     result = run_check(DEBUG="true", SIFT_VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
+
+
+PRODUCTION_UNSET = {"DEBUG", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+
+
+def test_a_production_configuration_passes_the_deployment_checklist(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={
+            # tests/browser.py sets DJANGO_ALLOW_ASYNC_UNSAFE for Playwright; no deployment does.
+            **{k: v for k, v in os.environ.items() if k not in PRODUCTION_UNSET},
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "DEBUG": "0",
+            "ALLOWED_HOSTS": "sift.example.org",
+            "SIFT_VAR_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_development_leaves_cookies_and_hsts_to_plain_http(tmp_path: Path) -> None:
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DEBUG": "1",
+            "SIFT_VAR_DIR": str(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.split() == ["False", "False", "0"], result.stderr

@@ -1,0 +1,238 @@
+"""The lead's model report: what each model version cost, how accuracy grew, how labels spread.
+
+Reads the database in one query per section. Energy is an estimate from modeling.energy;
+cost needs SIFT_PRICE_PER_DEVICE_HOUR in the settings and is 0 while that is unset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count
+
+from labeling.charts import BarChart, LineChart, category_bars, line_chart
+from labeling.models import Project
+from modeling.energy import energy_wh
+
+EVALUATION = "evaluation accuracy"
+CROSS_VALIDATED = "cross-validated accuracy"
+CURVE_COLORS = {EVALUATION: "#2563eb", CROSS_VALIDATED: "#ea580c"}
+
+
+def price_per_device_hour() -> float:
+    """What an hour on the training device costs, in the site's currency; 0 when unknown."""
+    return float(getattr(settings, "SIFT_PRICE_PER_DEVICE_HOUR", 0.0))
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Time, energy and cost of one or more training runs, and the rates they give."""
+
+    device: str
+    train_seconds: float
+    score_seconds: float
+    # Labeled examples trained on and pool items scored, summed over the runs.
+    samples_trained: int
+    samples_scored: int
+    # The labels the (latest) model learned from.
+    labels: int
+    energy_wh: float | None
+    cost: float
+
+    @property
+    def device_hours(self) -> float:
+        return (self.train_seconds + self.score_seconds) / 3600
+
+    @property
+    def train_samples_per_second(self) -> float | None:
+        return self.samples_trained / self.train_seconds if self.train_seconds else None
+
+    @property
+    def score_samples_per_second(self) -> float | None:
+        return self.samples_scored / self.score_seconds if self.score_seconds else None
+
+    @property
+    def labels_per_device_hour(self) -> float | None:
+        return self.labels / self.device_hours if self.device_hours else None
+
+
+@dataclass(frozen=True)
+class VersionReport(Compute):
+    number: int
+    created_at: datetime
+    cv_accuracy: float | None
+    evaluation_accuracy: float | None
+    evaluation_ci: tuple[float, float] | None
+
+
+def version_reports(project: Project) -> list[VersionReport]:
+    """Every model version of the project, oldest first, with its cost and accuracy."""
+    price = price_per_device_hour()
+    rows = project.model_versions.order_by("number").values_list(
+        "number",
+        "created_at",
+        "device",
+        "labels_used",
+        "pool_size",
+        "train_seconds",
+        "score_seconds",
+        # Only these keys: the metrics also hold every stop-set prediction.
+        "metrics__cv_accuracy",
+        "metrics__evaluation",
+    )
+    reports = []
+    for number, created_at, device, labels, pool, train, score, cv, evaluation in rows:
+        evaluation = evaluation or {}
+        ci = evaluation.get("accuracy_ci")
+        reports.append(
+            VersionReport(
+                device=device,
+                train_seconds=train,
+                score_seconds=score,
+                samples_trained=labels,
+                samples_scored=pool,
+                labels=labels,
+                energy_wh=energy_wh(device, train + score),
+                cost=price * (train + score) / 3600,
+                number=number,
+                created_at=created_at,
+                cv_accuracy=cv,
+                evaluation_accuracy=evaluation.get("accuracy"),
+                evaluation_ci=(ci[0], ci[1]) if ci else None,
+            )
+        )
+    return reports
+
+
+def compute_totals(versions: Sequence[VersionReport]) -> Compute:
+    """All versions together; labels per device-hour is the latest model's labels per hour spent."""
+    energies = [version.energy_wh for version in versions]
+    return Compute(
+        device=", ".join(sorted({version.device for version in versions})),
+        train_seconds=sum(version.train_seconds for version in versions),
+        score_seconds=sum(version.score_seconds for version in versions),
+        samples_trained=sum(version.samples_trained for version in versions),
+        samples_scored=sum(version.samples_scored for version in versions),
+        labels=versions[-1].labels if versions else 0,
+        energy_wh=None if None in energies else sum(e for e in energies if e is not None),
+        cost=sum(version.cost for version in versions),
+    )
+
+
+def compute_csv_rows(versions: Sequence[VersionReport]) -> Iterator[list[object]]:
+    """A header, one row per version, then a row of totals."""
+    yield [
+        "version",
+        "created_at",
+        "device",
+        "labels_used",
+        "pool_size",
+        "train_seconds",
+        "score_seconds",
+        "train_samples_per_second",
+        "score_samples_per_second",
+        "labels_per_device_hour",
+        "energy_wh",
+        "cost",
+    ]
+    for version in versions:
+        yield [version.number, version.created_at.isoformat(), *_compute_columns(version)]
+    yield ["total", "", *_compute_columns(compute_totals(versions))]
+
+
+def _compute_columns(compute: Compute) -> list[object]:
+    rates = [
+        compute.train_samples_per_second,
+        compute.score_samples_per_second,
+        compute.labels_per_device_hour,
+        compute.energy_wh,
+    ]
+    return [
+        compute.device,
+        compute.labels,
+        compute.samples_scored,
+        round(compute.train_seconds, 3),
+        round(compute.score_seconds, 3),
+        *("" if rate is None else round(rate, 3) for rate in rates),
+        round(compute.cost, 4),
+    ]
+
+
+def learning_curve_chart(versions: Sequence[VersionReport]) -> LineChart:
+    """Accuracy in percent against labels used: evaluation with its 95% band, and CV."""
+
+    def percent(value: float | None) -> float | None:
+        return None if value is None else round(100 * value, 1)
+
+    return line_chart(
+        [version.labels for version in versions],
+        {
+            EVALUATION: [percent(version.evaluation_accuracy) for version in versions],
+            CROSS_VALIDATED: [percent(version.cv_accuracy) for version in versions],
+        },
+        CURVE_COLORS,
+        bands={
+            EVALUATION: [
+                (100 * v.evaluation_ci[0], 100 * v.evaluation_ci[1]) if v.evaluation_ci else None
+                for v in versions
+            ]
+        },
+        y_max=100,
+        x_name="labels",
+        y_suffix="%",
+    )
+
+
+def learning_curve_csv_rows(versions: Sequence[VersionReport]) -> Iterator[list[object]]:
+    """A header, then one row per version with accuracies as fractions ("" where unknown)."""
+    yield ["version", "labels_used", "evaluation_accuracy", "ci_low", "ci_high", "cv_accuracy"]
+    for version in versions:
+        low, high = version.evaluation_ci or ("", "")
+        yield [
+            version.number,
+            version.labels,
+            _blank(version.evaluation_accuracy),
+            low,
+            high,
+            _blank(version.cv_accuracy),
+        ]
+
+
+@dataclass(frozen=True)
+class LabelCount:
+    name: str
+    color: str
+    answers: int
+
+
+def label_distribution(project: Project) -> list[LabelCount]:
+    """How many answers chose each label, imported ones included, in the project's label order."""
+    # Django drops Meta.ordering from grouped queries, so the label order is asked for again.
+    rows = (
+        project.labels.annotate(answers=Count("annotations"))
+        .order_by("position", "pk")
+        .values_list("name", "color", "answers")
+    )
+    return [LabelCount(name, color, answers) for name, color, answers in rows]
+
+
+def label_distribution_chart(counts: Sequence[LabelCount]) -> BarChart:
+    return category_bars(
+        [count.name for count in counts],
+        [count.answers for count in counts],
+        [count.color for count in counts],
+    )
+
+
+def label_distribution_csv_rows(counts: Sequence[LabelCount]) -> Iterator[list[object]]:
+    yield ["label", "answers"]
+    for count in counts:
+        yield [count.name, count.answers]
+
+
+def _blank(value: Any) -> object:
+    return "" if value is None else value
