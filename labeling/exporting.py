@@ -33,7 +33,7 @@ from django.utils.text import slugify
 from kombu.exceptions import OperationalError as BrokerError
 
 from labeling.models import Annotation, ExportJob, Item, Project, Webhook
-from labeling.parsers import MULTI_LABEL_SEPARATOR
+from labeling.parsers import EXPORT_COLUMNS, MULTI_LABEL_SEPARATOR
 from labeling.validation import contains_nul, parse_iso_time
 from labeling.webhooks import fire
 
@@ -54,20 +54,7 @@ PARQUET_ROW_GROUP = 10_000
 # writing a line at a time, small enough that the first bytes leave at once.
 STREAM_BLOCK_BYTES = 64 * 1024
 DEFAULT_SYNC_LIMIT = 200_000
-COLUMNS = [
-    "id",
-    "external_id",
-    "text",
-    "label",
-    "labels",
-    "agreement",
-    "answers_count",
-    "prediction",
-    "confidence",
-    "model_version",
-    "random_control",
-    "metadata",
-]
+COLUMNS = EXPORT_COLUMNS
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

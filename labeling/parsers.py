@@ -25,21 +25,24 @@ _EXTENSIONS = {
 }
 _CSV_FIELD_LIMIT = 16 * 1024 * 1024
 MULTI_LABEL_SEPARATOR = "|"
-# Fields a Sift export adds that describe the old project, not the item: not kept on import.
-EXPORT_ONLY_KEYS = frozenset(
-    {
-        "id",
-        "labels",
-        "agreement",
-        "answers_count",
-        "prediction",
-        "confidence",
-        "model_version",
-        "random_control",
-        "answers",
-        "metadata",
-    }
-)
+# The columns of a Sift export, in order (labeling/exporting.py writes them).
+EXPORT_COLUMNS = [
+    "id",
+    "external_id",
+    "text",
+    "label",
+    "labels",
+    "agreement",
+    "answers_count",
+    "prediction",
+    "confidence",
+    "model_version",
+    "random_control",
+    "metadata",
+]
+# What an export adds about the old project rather than the item: not kept when importing one
+# ("metadata" is merged back in flat, "answers" comes with answers=1).
+EXPORT_ONLY_KEYS = frozenset(EXPORT_COLUMNS) - {"external_id", "text", "label"} | {"answers"}
 
 
 class ParseError(Exception):
