@@ -395,6 +395,9 @@ def _refresh_back_to_back(project_id: int, runs: int, seconds: float) -> list[fl
 def _worker_main(project_id: int, runs: int, seconds: float, ready: Any, results: Any) -> None:
     try:
         setup_django(os.environ["DATABASE_URL"])
+        from config.celery import yield_to_the_web_app
+
+        yield_to_the_web_app()  # as a Celery worker process does at start
         _refresh_once(project_id)  # loads every chunk into this process's cache
         ready.set()
         results.put(_refresh_back_to_back(project_id, runs, seconds))

@@ -6,12 +6,27 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("sift")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def yield_to_the_web_app() -> None:
+    """Lower this process's CPU priority so training never slows annotators' requests.
+
+    Workers and web processes often share machines; a retrain is background work, the next
+    item is not. SIFT_WORKER_NICENESS (default 10, 0 to disable) is added to the niceness.
+    """
+    os.nice(int(os.environ.get("SIFT_WORKER_NICENESS", "10")))
+
+
+@worker_process_init.connect
+def _lower_priority(**kwargs: object) -> None:
+    yield_to_the_web_app()
 
 
 @app.on_after_configure.connect

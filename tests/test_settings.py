@@ -126,3 +126,17 @@ def test_development_leaves_cookies_and_hsts_to_plain_http(tmp_path: Path) -> No
         timeout=120,
     )
     assert result.stdout.split() == ["False", "False", "0"], result.stderr
+
+
+def test_worker_processes_yield_the_cpu_to_the_web_app() -> None:
+    code = (
+        "import os; before = os.nice(0); "
+        "from config.celery import yield_to_the_web_app; yield_to_the_web_app(); "
+        "print(os.nice(0) - before)"
+    )
+    env = {**os.environ, "SIFT_WORKER_NICENESS": "7", "DEBUG": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "7"
