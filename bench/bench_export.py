@@ -23,11 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from labeling.models import Project
@@ -240,6 +240,7 @@ def _seed(count: int) -> Project:
 
 def _time_export(project: Project, fmt: str) -> Timing:
     from labeling.exporting import (
+        CountedRows,
         ExportOptions,
         csv_blocks,
         export_rows,
@@ -257,21 +258,10 @@ def _time_export(project: Project, fmt: str) -> Timing:
             seconds = time.perf_counter() - started
             size = path.stat().st_size
         return Timing(f"export {fmt}", count, seconds, size)
-    counted = _Counter(rows)
+    counted = CountedRows(rows)
     blocks = jsonl_blocks(counted) if fmt == "jsonl" else csv_blocks(counted, with_answers=False)
     size = sum(len(block) for block in blocks)
     return Timing(f"export {fmt}", counted.count, time.perf_counter() - started, size)
-
-
-class _Counter:
-    def __init__(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        self._rows = rows
-        self.count = 0
-
-    def __iter__(self) -> Iterator[Mapping[str, Any]]:
-        for row in self._rows:
-            self.count += 1
-            yield row
 
 
 def _time_import(count: int) -> Timing:

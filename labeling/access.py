@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 ANY_ROLE = (Role.LEAD, Role.ANNOTATOR, Role.REVIEWER)
 LEADS = (Role.LEAD,)
+OVERSEERS = (Role.LEAD, Role.REVIEWER)
 
 
 class AuthedRequest(HttpRequest):

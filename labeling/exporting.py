@@ -263,7 +263,6 @@ def export_rows(
     """Yield one row per exported item, in id order; `progress` hears the items read so far."""
     labels = list(project.labels.values_list("pk", "name"))
     label_names = dict(labels)
-    label_order = {pk: index for index, (pk, _) in enumerate(labels)}
     names_in_order = [name for _, name in labels]
     items = candidate_items(project, options).order_by("pk")
     fields = (
@@ -279,7 +278,8 @@ def export_rows(
     last_pk, read = 0, 0
     while chunk := list(items.filter(pk__gt=last_pk).values_list(*fields)[:CHUNK_ITEMS]):
         last_pk = chunk[-1][0]
-        answers = _answers_of([values[0] for values in chunk], label_names, label_order)
+        in_chunk = Annotation.objects.filter(item_id__in=[values[0] for values in chunk])
+        answers = answers_by_item(in_chunk, label_names)
         for pk, external_id, text, metadata, suggested, confidence, version, control in chunk:
             item_answers = answers.get(pk, [])
             final = final_labels(item_answers, project.multi_label, names_in_order)
@@ -318,23 +318,18 @@ def export_rows(
             progress(read)
 
 
-def _answers_of(
-    item_pks: list[int], label_names: Mapping[int, str], label_order: Mapping[int, int]
+def answers_by_item(
+    query: QuerySet[Annotation], label_names: Mapping[int, str]
 ) -> dict[int, list[Answer]]:
-    """Every answer to these items, oldest change first, in one query (a row per label)."""
-    rows = (
-        Annotation.objects.filter(item_id__in=item_pks)
-        .order_by("item_id", "updated_at", "pk")
-        .values_list(
-            "pk",
-            "item_id",
-            "annotator__username",
-            "skipped",
-            "seconds_spent",
-            "created_at",
-            "labels",
-        )
+    """The answers of a query grouped by item, oldest change first, in one query.
+
+    `label_names` maps label ids to names in the project's label order; each answer's labels
+    come in that order.
+    """
+    rows = query.order_by("item_id", "updated_at", "pk").values_list(
+        "pk", "item_id", "annotator__username", "skipped", "seconds_spent", "created_at", "labels"
     )
+    position = {pk: index for index, pk in enumerate(label_names)}
     answers: dict[int, list[Answer]] = {}
     chosen: dict[int, tuple[Answer, list[int]]] = {}
     for pk, item_pk, username, skipped, seconds, created_at, label_pk in rows:
@@ -345,7 +340,7 @@ def _answers_of(
         if label_pk is not None:
             chosen[pk][1].append(label_pk)
     for answer, label_pks in chosen.values():
-        answer.labels.extend(label_names[p] for p in sorted(label_pks, key=label_order.__getitem__))
+        answer.labels.extend(label_names[p] for p in sorted(label_pks, key=position.__getitem__))
     return answers
 
 
@@ -429,14 +424,16 @@ def write_export(
     """Write the rows to a binary file in the format; returns the row count."""
     if fmt == "parquet":
         return write_parquet(rows, target, with_answers)
-    counted = _Counted(rows)
+    counted = CountedRows(rows)
     blocks = jsonl_blocks(counted) if fmt == "jsonl" else csv_blocks(counted, with_answers)
     for block in blocks:
         target.write(block)
     return counted.count
 
 
-class _Counted:
+class CountedRows:
+    """Passes rows through and counts them."""
+
     def __init__(self, rows: Iterable[Mapping[str, Any]]) -> None:
         self._rows = rows
         self.count = 0

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from itertools import combinations
 from typing import Literal
 
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from labeling.charts import BarChart, stacked_bars
-from labeling.exporting import Answer, final_labels
+from labeling.exporting import Answer, answers_by_item, final_labels
 from labeling.models import IMPORTED_USERNAME, LABEL_COLORS, Annotation, Item, Project
 from modeling.agreement import cohen_kappa, krippendorff_alpha
 
@@ -211,7 +211,7 @@ def likely_label_errors(
     start = 0
     while len(found) < limit and (chunk := list(candidates[start : start + _CANDIDATE_CHUNK])):
         start += len(chunk)
-        answers = _answers_by_item(
+        answers = answers_by_item(
             Annotation.objects.filter(item_id__in=[row[0] for row in chunk]), label_names
         )
         for pk, text, suggested, confidence in chunk:
@@ -277,29 +277,8 @@ def _overlapped_answers(project: Project) -> dict[int, list[Answer]]:
     query = Annotation.objects.filter(
         human_answers(project), skipped=False, item__answer_count__gte=2
     )
-    by_item = _answers_by_item(query, label_names)
+    by_item = answers_by_item(query, label_names)
     return {item: answers for item, answers in by_item.items() if len(answers) >= 2}
-
-
-def _answers_by_item(
-    query: QuerySet[Annotation], label_names: dict[int, str]
-) -> dict[int, list[Answer]]:
-    """The answers of a query, oldest change first, grouped by item (one row per label read)."""
-    rows = query.order_by("item_id", "updated_at", "pk").values_list(
-        "pk", "item_id", "annotator__username", "skipped", "seconds_spent", "created_at", "labels"
-    )
-    answers: dict[int, Answer] = {}
-    by_item: dict[int, list[Answer]] = defaultdict(list)
-    for pk, item_pk, username, skipped, seconds, created_at, label_pk in rows:
-        if pk not in answers:
-            answers[pk] = Answer(username, [], skipped, seconds, created_at)
-            by_item[item_pk].append(answers[pk])
-        if label_pk is not None:
-            answers[pk].labels.append(label_names[label_pk])
-    order = {name: index for index, name in enumerate(label_names.values())}
-    for answer in answers.values():
-        answer.labels.sort(key=order.__getitem__)
-    return dict(by_item)
 
 
 def _categories(answers: Sequence[Answer]) -> dict[str, Hashable]:

@@ -16,7 +16,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from labeling.access import LEADS, AuthedRequest, can_create_projects, project_for
+from labeling.access import (
+    ANY_ROLE,
+    LEADS,
+    OVERSEERS,
+    AuthedRequest,
+    can_create_projects,
+    project_for,
+)
 from labeling.forms import (
     AnswerForm,
     ImportForm,
@@ -52,8 +59,6 @@ from labeling.services import progress_for, recent_answers, submit_answer, undo_
 from modeling.scheduling import request_retrain, state_of
 from modeling.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
 
-ANSWERING = (Role.LEAD, Role.ANNOTATOR, Role.REVIEWER)
-OVERSEEING = (Role.LEAD, Role.REVIEWER)
 ApiTokenForm = modelform_factory(ApiToken, fields=["name"])
 
 
@@ -129,14 +134,14 @@ def model_status_context(project: Project) -> dict[str, object]:
 
 @login_required
 def annotate(request: AuthedRequest, project_id: int) -> HttpResponse:
-    project = project_for(request.user, project_id, ANSWERING)
+    project = project_for(request.user, project_id, ANY_ROLE)
     item = lease_next_item(project, request.user)
     return _workspace(request, project, item)
 
 
 @login_required
 def reopen(request: AuthedRequest, project_id: int, item_id: int) -> HttpResponse:
-    project = project_for(request.user, project_id, ANSWERING)
+    project = project_for(request.user, project_id, ANY_ROLE)
     answer = get_object_or_404(
         Annotation.objects.select_related("item"),
         item_id=item_id,
@@ -149,7 +154,7 @@ def reopen(request: AuthedRequest, project_id: int, item_id: int) -> HttpRespons
 @login_required
 @require_POST
 def answer(request: AuthedRequest, project_id: int) -> HttpResponse:
-    project = project_for(request.user, project_id, ANSWERING)
+    project = project_for(request.user, project_id, ANY_ROLE)
     form = AnswerForm(request.POST, project=project)
     if form.is_valid():
         data = form.cleaned_data
@@ -176,7 +181,7 @@ def answer(request: AuthedRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def undo(request: AuthedRequest, project_id: int) -> HttpResponse:
-    project = project_for(request.user, project_id, ANSWERING)
+    project = project_for(request.user, project_id, ANY_ROLE)
     item = undo_last_answer(project, request.user)
     if not request.htmx:
         if item is None:
@@ -283,7 +288,7 @@ def project_members(request: AuthedRequest, project_id: int) -> HttpResponse:
 
 @login_required
 def people(request: AuthedRequest, project_id: int) -> HttpResponse:
-    project = project_for(request.user, project_id, OVERSEEING)
+    project = project_for(request.user, project_id, OVERSEERS)
     context = {
         "project": project,
         "annotators": annotator_stats(project),
@@ -297,7 +302,7 @@ def people(request: AuthedRequest, project_id: int) -> HttpResponse:
 
 @login_required
 def throughput_csv(request: AuthedRequest, project_id: int) -> HttpResponse:
-    project = project_for(request.user, project_id, OVERSEEING)
+    project = project_for(request.user, project_id, OVERSEERS)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="throughput-{project.pk}.csv"'
     csv.writer(response).writerows(throughput(project).csv_rows())
