@@ -231,7 +231,7 @@ class PhaseTimer:
             "_write_queue",
         ):
             self._wrap(services, name, lambda name=name: name)
-        self._wrap(services, "cross_validated_accuracy", lambda: "cv", marks_cv=True)
+        self._wrap(services, "out_of_fold_probabilities", lambda: "cv", marks_cv=True)
         self._wrap(HeadClassifier, "fit", lambda: "cv fits" if self._in_cv else "fit")
         self._wrap(
             HeadClassifier,
@@ -503,7 +503,7 @@ PHASE_ROWS = [
     ("rest of ensure_embeddings (item ids, isin)", ["ensure_embeddings", "-load_embeddings"]),
     ("training set query (training_set)", ["training_set"]),
     ("fit head (HeadClassifier.fit)", ["fit"]),
-    ("5-fold cv (cross_validated_accuracy)", ["cv"]),
+    ("5-fold cv (out_of_fold_probabilities)", ["cv"]),
     ("predict pool (predict_proba)", ["predict_proba"]),
     ("rank pool (rank_pool)", ["rank_pool"]),
     ("seed rows (_seed_rows)", ["_seed_rows"]),

@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "config.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -93,7 +94,11 @@ TEMPLATES = [
 
 def _database(url: str) -> dict[str, Any]:
     try:
-        config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=60))
+        # Connections live for a minute between requests; the health check replaces one the
+        # server closed meanwhile (a restart, a failover) instead of failing the next request.
+        config: dict[str, Any] = dict(
+            dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        )
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
     if config["ENGINE"] == "django.db.backends.sqlite3":
@@ -152,7 +157,10 @@ REDIS_URL = env_str("REDIS_URL", "")
 BROKER_DIR = VAR_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
+    # A task whose worker died unacknowledged is handed to another worker after this long.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+        "visibility_timeout": env_int("SIFT_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=1)
+    }
 else:
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -162,6 +170,32 @@ else:
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+# The cache holds rate-limit counters that every web process must share: Redis when
+# REDIS_URL is set, otherwise files under SIFT_VAR_DIR (one machine, like the embedded broker).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A dead Redis must not hang a log-in: the limits then go unenforced for a moment.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "django-cache"),
+        }
+    }
+# Failed log-ins per username and address, and API tokens created per user or unknown tokens
+# sent per address, within each window; beyond that Sift answers 429 with Retry-After.
+SIFT_RATE_LIMIT_WINDOW = env_int("SIFT_RATE_LIMIT_WINDOW", 300, minimum=1)
+SIFT_LOGIN_ATTEMPTS = env_int("SIFT_LOGIN_ATTEMPTS", 10, minimum=1)
+SIFT_TOKEN_ATTEMPTS = env_int("SIFT_TOKEN_ATTEMPTS", 20, minimum=1)
+# Behind a proxy every request comes from the proxy's address; trust the address it appends
+# to X-Forwarded-For only when the proxy always sets that header.
+TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 # Workers log through LOGGING above, so LOG_FORMAT=json covers their lines too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Training can go to its own queue, consumed by workers on GPU machines (docker-compose.yml).

@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from kombu.exceptions import OperationalError as BrokerError
 
-from labeling.models import Annotation, ExportJob, Item, Project, Webhook
+from labeling.models import Adjudication, Annotation, ExportJob, Item, Project, Webhook
 from labeling.parsers import EXPORT_COLUMNS, MULTI_LABEL_SEPARATOR
 from labeling.validation import contains_nul, parse_iso_time
 from labeling.webhooks import fire
@@ -274,15 +274,20 @@ def export_rows(
         "queue_entry__confidence",
         "queue_entry__model_version",
         "is_random_control",
+        "adjudication",
     )
     last_pk, read = 0, 0
     while chunk := list(items.filter(pk__gt=last_pk).values_list(*fields)[:CHUNK_ITEMS]):
         last_pk = chunk[-1][0]
         in_chunk = Annotation.objects.filter(item_id__in=[values[0] for values in chunk])
         answers = answers_by_item(in_chunk, label_names)
-        for pk, external_id, text, metadata, suggested, confidence, version, control in chunk:
+        ruled = [values[0] for values in chunk if values[-1] is not None]
+        rulings = rulings_by_item(ruled, label_names) if ruled else {}
+        for pk, external_id, text, metadata, suggested, confidence, version, control, _ in chunk:
             item_answers = answers.get(pk, [])
-            final = final_labels(item_answers, project.multi_label, names_in_order)
+            final = rulings.get(pk) or final_labels(
+                item_answers, project.multi_label, names_in_order
+            )
             prediction = [label_names[p] for p in suggested or [] if p in label_names]
             has_prediction = bool(prediction) and confidence is not None
             row: dict[str, Any] = {
@@ -292,6 +297,7 @@ def export_rows(
                 "label": MULTI_LABEL_SEPARATOR.join(final) if final else None,
                 "labels": final,
                 "agreement": agreement(item_answers, final),
+                "adjudicated": pk in rulings,
                 "answers_count": sum(not answer.skipped for answer in item_answers),
                 "prediction": MULTI_LABEL_SEPARATOR.join(prediction) if has_prediction else None,
                 "confidence": confidence if has_prediction else None,
@@ -316,6 +322,20 @@ def export_rows(
         read += len(chunk)
         if progress is not None:
             progress(read)
+
+
+def rulings_by_item(
+    item_ids: Sequence[int], label_names: Mapping[int, str]
+) -> dict[int, list[str]]:
+    """Reviewers' final labels for those of the items that have a ruling, in label order."""
+    chosen: dict[int, set[int]] = {}
+    rows = Adjudication.objects.filter(item_id__in=item_ids).values_list("item_id", "labels__id")
+    for item_id, label_id in rows:
+        chosen.setdefault(item_id, set()).add(label_id)
+    return {
+        item_id: [name for pk, name in label_names.items() if pk in picked]
+        for item_id, picked in chosen.items()
+    }
 
 
 def answers_by_item(
@@ -388,6 +408,7 @@ def write_parquet(
         ("label", pa.string()),
         ("labels", labels),
         ("agreement", pa.float64()),
+        ("adjudicated", pa.bool_()),
         ("answers_count", pa.int32()),
         ("prediction", pa.string()),
         ("confidence", pa.float64()),

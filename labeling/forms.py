@@ -34,6 +34,17 @@ class AnswerForm(forms.Form):
         return item
 
 
+class RulingForm(forms.Form):
+    """A reviewer's final labels for one item, with an optional note."""
+
+    labels = forms.ModelMultipleChoiceField(queryset=Label.objects.none())
+    note = forms.CharField(required=False, max_length=1000)
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["labels"].queryset = project.labels.all()  # type: ignore[attr-defined]
+
+
 class ProjectForm(forms.ModelForm):
     labels = forms.CharField(
         help_text="Comma-separated, in the order of their hotkeys 1-9.",

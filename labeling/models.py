@@ -271,6 +271,22 @@ class Annotation(models.Model):
         return [label.name for label in self.labels.all()]
 
 
+class Adjudication(models.Model):
+    """A reviewer's final word on an item: it overrides the majority of the answers."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="adjudication")
+    labels = models.ManyToManyField(Label, related_name="+")
+    resolved_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} resolved by {self.resolved_by}"
+
+
 class Lease(models.Model):
     """An item reserved for one annotator until `expires_at`."""
 

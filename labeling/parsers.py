@@ -33,6 +33,7 @@ EXPORT_COLUMNS = [
     "label",
     "labels",
     "agreement",
+    "adjudicated",
     "answers_count",
     "prediction",
     "confidence",

@@ -2,7 +2,7 @@
 
 Every statistic about people leaves out the pseudo-user that owns imported labels. Each
 function reads the database in a fixed handful of queries (two or three), whatever the number
-of annotators; likely_label_errors adds one per 500 candidate items it has to look through.
+of annotators.
 """
 
 from __future__ import annotations
@@ -21,14 +21,21 @@ from django.utils import timezone
 
 from labeling.charts import BarChart, stacked_bars
 from labeling.exporting import Answer, answers_by_item, final_labels
-from labeling.models import IMPORTED_USERNAME, LABEL_COLORS, Annotation, Item, Project
+from labeling.models import (
+    IMPORTED_USERNAME,
+    LABEL_COLORS,
+    Adjudication,
+    Annotation,
+    Item,
+    Project,
+)
 from modeling.agreement import cohen_kappa, krippendorff_alpha
+from modeling.models import ModelVersion
 
 # A kappa from fewer shared items than this says more about luck than about the pair.
 MIN_SHARED_ITEMS = 5
 # Only a model this sure of its guess is worth a reviewer's time when it contradicts a label.
 CONFIDENT = 0.9
-_CANDIDATE_CHUNK = 500
 # Answers spanning less than this are counted per hour, up to MAX_DAILY_SPAN per day, then per week.
 MAX_HOURLY_SPAN = timedelta(days=2)
 MAX_DAILY_SPAN = timedelta(days=120)
@@ -85,6 +92,16 @@ class LikelyLabelError:
     given: list[str]
     predicted: list[str]
     confidence: float
+
+
+@dataclass(frozen=True)
+class Ruling:
+    item_id: int
+    text: str
+    labels: list[str]
+    reviewer: str
+    note: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -178,50 +195,81 @@ def agreement(project: Project) -> Agreement:
 
 
 def disagreements(project: Project, limit: int = 50) -> list[Disagreement]:
-    """Items whose people's answers differ, newest item first, with everyone's labels."""
+    """Unresolved items whose people's answers differ, newest first, with everyone's labels."""
     units = _overlapped_answers(project)
+    ruled = set(
+        Adjudication.objects.filter(item__project=project).values_list("item_id", flat=True)
+    )
     disputed = sorted(
-        (item for item, answers in units.items() if len(set(_categories(answers).values())) > 1),
+        (
+            item
+            for item, answers in units.items()
+            if item not in ruled and len(set(_categories(answers).values())) > 1
+        ),
         reverse=True,
     )[:limit]
     texts = dict(Item.objects.filter(pk__in=disputed).values_list("pk", "text"))
     return [Disagreement(item, texts[item], units[item]) for item in disputed]
 
 
+def recent_rulings(project: Project, limit: int = 20) -> list[Ruling]:
+    """The reviewers' latest rulings, newest first."""
+    rulings = (
+        Adjudication.objects.filter(item__project=project)
+        .select_related("item", "resolved_by")
+        .prefetch_related("labels")
+        .order_by("-updated_at", "-pk")[:limit]
+    )
+    return [
+        Ruling(
+            item_id=ruling.item_id,
+            text=ruling.item.text,
+            labels=[label.name for label in ruling.labels.all()],
+            reviewer=ruling.resolved_by.username if ruling.resolved_by else "",
+            note=ruling.note,
+            at=ruling.updated_at,
+        )
+        for ruling in rulings
+    ]
+
+
 def likely_label_errors(
     project: Project, limit: int = 50, min_confidence: float = CONFIDENT
 ) -> list[LikelyLabelError]:
-    """Labeled items whose final label a confident model contradicts, surest model first.
+    """Labeled items whose final label a confident model contradicts, surest guess first.
 
-    The given label is the export's final label over every answer, imported ones included:
-    a wrong label in an imported file is exactly what this list should catch. The model's
-    guess is the item's queue entry, so only items the latest retrain scored can appear.
+    The guesses come from the latest retrain, which predicted every labeled item with models
+    that did not learn from it (out-of-fold), so a model cannot simply agree with what it was
+    taught. The given label is the export's final label over every answer, imported ones
+    included: a wrong label in an imported file is exactly what this list should catch. Items
+    a reviewer has ruled on are left out, and so are items whose answers changed since and
+    now agree with the model.
     """
-    label_names = dict(project.labels.values_list("pk", "name"))
-    candidates = (
-        Item.objects.filter(
-            project=project,
-            answer_count__gte=1,
-            queue_entry__confidence__gte=min_confidence,
-        )
-        .order_by("-queue_entry__confidence", "pk")
-        .values_list("pk", "text", "queue_entry__suggested_labels", "queue_entry__confidence")
+    metrics = (
+        ModelVersion.objects.filter(project=project, metrics__has_key="label_errors")
+        .order_by("-number")
+        .values_list("metrics", flat=True)
+        .first()
     )
+    suspects = [
+        (item_id, label_id, confidence)
+        for item_id, label_id, confidence in (metrics or {}).get("label_errors", [])
+        if confidence >= min_confidence
+    ]
+    label_names = dict(project.labels.values_list("pk", "name"))
+    item_ids = [item_id for item_id, _, _ in suspects]
+    texts = dict(
+        Item.objects.filter(pk__in=item_ids, adjudication__isnull=True).values_list("pk", "text")
+    )
+    answers = answers_by_item(Annotation.objects.filter(item_id__in=texts), label_names)
     found: list[LikelyLabelError] = []
-    start = 0
-    while len(found) < limit and (chunk := list(candidates[start : start + _CANDIDATE_CHUNK])):
-        start += len(chunk)
-        answers = answers_by_item(
-            Annotation.objects.filter(item_id__in=[row[0] for row in chunk]), label_names
-        )
-        for pk, text, suggested, confidence in chunk:
-            assert confidence is not None  # the filter above excludes unscored entries
-            given = final_labels(
-                answers.get(pk, []), project.multi_label, list(label_names.values())
-            )
-            predicted = [label_names[p] for p in suggested or [] if p in label_names]
-            if given and predicted and set(given) != set(predicted):
-                found.append(LikelyLabelError(pk, text, given, predicted, confidence))
+    for item_id, label_id, confidence in suspects:
+        if item_id not in texts or label_id not in label_names:
+            continue
+        given = final_labels(answers.get(item_id, []), project.multi_label, [*label_names.values()])
+        predicted = [label_names[label_id]]
+        if given and given != predicted:
+            found.append(LikelyLabelError(item_id, texts[item_id], given, predicted, confidence))
     return found[:limit]
 
 

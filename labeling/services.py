@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from labeling.models import Annotation, Item, Label, Lease, Project
+from labeling.models import Adjudication, Annotation, Item, Label, Lease, Project
 from labeling.queue import release_lease
 from modeling.scheduling import retrain_if_due
 
@@ -193,3 +193,23 @@ def progress_for(project: Project, annotator: User) -> Progress:
         project_done=items.filter(answer_count__gte=project.overlap).count(),
         project_total=items.count(),
     )
+
+
+def adjudicate(
+    project: Project, reviewer: User, item: Item, labels: Sequence[Label], note: str = ""
+) -> Adjudication:
+    """Record a reviewer's final labels for an item, replacing any earlier ruling on it."""
+    if item.project_id != project.pk:
+        raise ValidationError("This item belongs to another project.")
+    if any(label.project_id != project.pk for label in labels):
+        raise ValidationError("A label of another project was given.")
+    if not project.multi_label and len(labels) != 1:
+        raise ValidationError("Choose exactly one label.")
+    if not labels:
+        raise ValidationError("Choose at least one label.")
+    with transaction.atomic():
+        ruling, _ = Adjudication.objects.update_or_create(
+            item=item, defaults={"resolved_by": reviewer, "note": note.strip()}
+        )
+        ruling.labels.set(labels)
+    return ruling

@@ -19,6 +19,11 @@ urlpatterns = [
     path("projects/<int:project_id>/settings/", views.project_settings, name="project_settings"),
     path("projects/<int:project_id>/people/", views.people, name="people"),
     path(
+        "projects/<int:project_id>/items/<int:item_id>/resolve/",
+        views.resolve_item,
+        name="resolve_item",
+    ),
+    path(
         "projects/<int:project_id>/people/throughput.csv",
         views.throughput_csv,
         name="throughput_csv",

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import csv
 import uuid
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.forms import modelform_factory
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -31,6 +35,7 @@ from labeling.forms import (
     MemberForm,
     ProjectForm,
     ProjectSettingsForm,
+    RulingForm,
 )
 from labeling.importing import ImportFailed, import_items
 from labeling.models import Annotation, ApiToken, Item, Project, Role
@@ -40,10 +45,18 @@ from labeling.people import (
     annotator_stats,
     disagreements,
     likely_label_errors,
+    recent_rulings,
     throughput,
     throughput_chart,
 )
 from labeling.queue import lease_next_item, suggestion_for
+from labeling.ratelimit import (
+    client_ip,
+    login_limit,
+    token_creation_limit,
+    too_many_requests,
+    wait_in_words,
+)
 from labeling.reports import (
     compute_csv_rows,
     compute_totals,
@@ -55,7 +68,13 @@ from labeling.reports import (
     price_per_device_hour,
     version_reports,
 )
-from labeling.services import progress_for, recent_answers, submit_answer, undo_last_answer
+from labeling.services import (
+    adjudicate,
+    progress_for,
+    recent_answers,
+    submit_answer,
+    undo_last_answer,
+)
 from modeling.scheduling import request_retrain, state_of
 from modeling.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
 
@@ -295,9 +314,36 @@ def people(request: AuthedRequest, project_id: int) -> HttpResponse:
         "agreement": agreement(project),
         "disagreements": disagreements(project),
         "label_errors": likely_label_errors(project),
+        "rulings": recent_rulings(project),
+        "labels": project.labels.all(),
         "chart": throughput_chart(throughput(project)),
     }
     return render(request, "labeling/people.html", context)
+
+
+@login_required
+@require_POST
+def resolve_item(request: AuthedRequest, project_id: int, item_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, OVERSEERS)
+    item = get_object_or_404(Item, pk=item_id, project=project)
+    form = RulingForm(request.POST, project=project)
+    if form.is_valid():
+        try:
+            adjudicate(
+                project,
+                request.user,
+                item,
+                list(form.cleaned_data["labels"]),
+                form.cleaned_data["note"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+    if form.errors:
+        for error in form.errors.values():
+            messages.error(request, " ".join(error))
+    else:
+        messages.success(request, f"Item {item.pk} resolved.")
+    return redirect(reverse("people", args=[project.pk]) + "#rulings")
 
 
 @login_required
@@ -348,12 +394,20 @@ def model_report_csv(request: AuthedRequest, project_id: int, table: str) -> Htt
 def api_tokens(request: AuthedRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST or None)
     new_key = None
+    wait = None
     if request.method == "POST" and form.is_valid():
-        _, new_key = ApiToken.issue(request.user, form.cleaned_data["name"])
-        form = ApiTokenForm()
+        wait = token_creation_limit().attempt(str(request.user.pk))
+        if wait is None:
+            _, new_key = ApiToken.issue(request.user, form.cleaned_data["name"])
+            form = ApiTokenForm()
+        else:
+            form.add_error(
+                None, f"You created many tokens just now; try again in {wait_in_words(wait)}."
+            )
     context = {"form": form, "new_key": new_key, "tokens": request.user.api_tokens.all()}
     status = 422 if form.errors else 200
-    return render(request, "labeling/tokens.html", context, status=status)
+    response = render(request, "labeling/tokens.html", context, status=status)
+    return response if wait is None else too_many_requests(response, wait)
 
 
 @login_required
@@ -363,3 +417,23 @@ def revoke_api_token(request: AuthedRequest, token_id: int) -> HttpResponse:
     token.revoke()
     messages.success(request, f"Token {token.prefix}… revoked; requests that use it now fail.")
     return redirect("api_tokens")
+
+
+class LoginView(auth_views.LoginView):
+    """Django's log-in page; an address that keeps failing for one username gets a 429."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        wait = login_limit().retry_after(self._attempt_key())
+        if wait is None:
+            return super().post(request, *args, **kwargs)
+        form = self.form_class(request, initial={"username": request.POST.get("username", "")})
+        context = self.get_context_data(form=form, retry_in=wait_in_words(wait))
+        return too_many_requests(self.render_to_response(context), wait)
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        login_limit().hit(self._attempt_key())
+        return super().form_invalid(form)
+
+    def _attempt_key(self) -> str:
+        username = self.request.POST.get("username", "").strip().lower()
+        return f"{client_ip(self.request)} {username}"

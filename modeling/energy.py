@@ -21,3 +21,49 @@ def energy_wh(device: str, seconds: float) -> float | None:
     """Estimated watt-hours for `seconds` busy on `device`; None for an unknown kind."""
     watts = device_watts(device)
     return None if watts is None else watts * seconds / 3600
+
+
+class EnergyMeter:
+    """Energy of one run: NVML's energy counter on an NVIDIA GPU, else watts x seconds.
+
+    On CUDA with the ``pynvml`` package (``nvidia-ml-py``) and a GPU that keeps a total-energy
+    counter (Volta and newer), the reading is the counter's difference over the run: a
+    measurement. Otherwise the energy is ``stated_watts`` (or the typical draw of the device
+    kind, :data:`DEVICE_WATTS`) times the seconds: an estimate. :attr:`source` says which.
+
+    Use as ``meter.start()`` ... ``meter.stop(seconds)``.
+    """
+
+    def __init__(self, device: str, stated_watts: float | None = None) -> None:
+        self.device = device
+        self.stated_watts = stated_watts if stated_watts else device_watts(device)
+        self.source = "stated"
+        self._handle: object | None = None
+        self._start_mj: int | None = None
+
+    def start(self) -> None:
+        if not self.device.startswith("cuda"):
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            index = int(self.device.split(":")[1]) if ":" in self.device else 0
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self._start_mj = int(pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+        except Exception:  # no pynvml, no driver, or a GPU without the counter
+            self._handle = self._start_mj = None
+
+    def stop(self, seconds: float) -> float | None:
+        """Watt-hours used since :meth:`start`; None when neither NVML nor a wattage is known."""
+        if self._handle is not None and self._start_mj is not None:
+            try:
+                import pynvml
+
+                end_mj = int(pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+                self.source = "nvml"
+                return (end_mj - self._start_mj) / 1000 / 3600
+            except Exception:
+                pass
+        self.source = "stated"
+        return None if self.stated_watts is None else self.stated_watts * seconds / 3600

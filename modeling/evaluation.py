@@ -12,7 +12,7 @@ import numpy.typing as npt
 from modeling.classifiers import Classifier
 
 
-def cross_validated_accuracy(
+def out_of_fold_probabilities(
     make_classifier: Callable[[], Classifier],
     X: npt.NDArray[np.floating],
     y: npt.NDArray[np.integer],
@@ -20,8 +20,12 @@ def cross_validated_accuracy(
     folds: int = 5,
     rng: np.random.Generator,
     min_items: int = 20,
-) -> float | None:
-    """Mean accuracy over stratified folds, or None when there are too few labels to say.
+) -> npt.NDArray[np.float64] | None:
+    """Each labeled item's class probabilities from a model that never saw it, or None.
+
+    Items are dealt into stratified folds; each fold is predicted by a classifier trained on
+    the others. These honest predictions serve both cross-validated accuracy and the search
+    for likely label errors (a confident out-of-fold guess that contradicts the given label).
 
     Args:
         make_classifier: builds a fresh, untrained classifier.
@@ -30,6 +34,10 @@ def cross_validated_accuracy(
         folds: number of folds; fewer are used when a class has fewer items.
         rng: shuffles items within each class before they are dealt into folds.
         min_items: below this many labels no estimate is given.
+
+    Returns:
+        ``(n, n_classes)`` probabilities in the order of ``y``, or None when there are fewer
+        than ``min_items`` labels or some class has a single example.
     """
     if len(y) < min_items:
         return None
@@ -41,12 +49,53 @@ def cross_validated_accuracy(
     for cls in np.flatnonzero(counts):
         members = rng.permutation(np.flatnonzero(y == cls))
         fold_of[members] = np.arange(len(members)) % k
-    correct = 0
+    probabilities: npt.NDArray[np.float64] | None = None
     for fold in range(k):
         test = fold_of == fold
-        model = make_classifier().fit(X[~test], y[~test])
-        correct += int(np.sum(model.predict_proba(X[test]).argmax(axis=1) == y[test]))
-    return correct / len(y)
+        predicted = make_classifier().fit(X[~test], y[~test]).predict_proba(X[test])
+        if probabilities is None:
+            probabilities = np.zeros((len(y), predicted.shape[1]))
+        probabilities[test] = predicted
+    return probabilities
+
+
+def cross_validated_accuracy(
+    make_classifier: Callable[[], Classifier],
+    X: npt.NDArray[np.floating],
+    y: npt.NDArray[np.integer],
+    *,
+    folds: int = 5,
+    rng: np.random.Generator,
+    min_items: int = 20,
+) -> float | None:
+    """Mean accuracy over stratified folds, or None when there are too few labels to say.
+
+    Arguments as for :func:`out_of_fold_probabilities`.
+    """
+    probabilities = out_of_fold_probabilities(
+        make_classifier, X, y, folds=folds, rng=rng, min_items=min_items
+    )
+    if probabilities is None:
+        return None
+    return float(np.mean(probabilities.argmax(axis=1) == y))
+
+
+def likely_errors(
+    probabilities: npt.NDArray[np.floating],
+    y: npt.NDArray[np.integer],
+    *,
+    min_confidence: float,
+    limit: int,
+) -> list[tuple[int, int, float]]:
+    """Rows whose out-of-fold guess contradicts the given class with confidence, surest first.
+
+    Returns ``(row, predicted class, confidence)`` triples, at most ``limit`` of them.
+    """
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    suspects = np.flatnonzero((predicted != y) & (confidence >= min_confidence))
+    suspects = suspects[np.argsort(-confidence[suspects], kind="stable")][:limit]
+    return [(int(row), int(predicted[row]), float(confidence[row])) for row in suspects]
 
 
 Metric = Callable[[npt.NDArray[np.integer], npt.NDArray[np.integer]], float]

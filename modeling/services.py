@@ -21,7 +21,16 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from labeling.models import Annotation, Item, Label, Lease, Project, QueueEntry, Webhook
+from labeling.models import (
+    Adjudication,
+    Annotation,
+    Item,
+    Label,
+    Lease,
+    Project,
+    QueueEntry,
+    Webhook,
+)
 from labeling.webhooks import fire
 from modeling.classifiers import HeadClassifier
 from modeling.encoders import DEFAULT_ENCODER_NAME, TextEncoder
@@ -29,8 +38,9 @@ from modeling.evaluation import (
     accuracy,
     bootstrap_ci,
     classification_report,
-    cross_validated_accuracy,
+    likely_errors,
     macro_f1,
+    out_of_fold_probabilities,
 )
 from modeling.labels_saved import labels_saved_estimate
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
@@ -49,6 +59,10 @@ MAX_BATCH = 200
 SEEDS_PER_LABEL = 5
 # Below this many labeled random-control items a version gets no evaluation, only the count.
 MIN_EVALUATION_LABELS = 10
+# Labeled items whose out-of-fold guess contradicts their label this surely are kept for
+# review (at most MAX_LABEL_ERRORS per version); the people page applies its own threshold.
+SUSPECT_CONFIDENCE = 0.5
+MAX_LABEL_ERRORS = 200
 # Items every version predicts, so successive versions can be compared (stopping advice).
 STOP_SET_SIZE = 1000
 
@@ -146,11 +160,17 @@ def _refresh(project: Project) -> ModelVersion | None:
     train_seconds = time.perf_counter() - started
     metrics: dict[str, object] = {}
     if not project.multi_label:
-        cv_accuracy = cross_validated_accuracy(
+        held_out = out_of_fold_probabilities(
             lambda: HeadClassifier(len(labels)), X, y, rng=np.random.default_rng(0)
         )
-        if cv_accuracy is not None:
-            metrics["cv_accuracy"] = cv_accuracy
+        if held_out is not None:
+            metrics["cv_accuracy"] = float(np.mean(held_out.argmax(axis=1) == y))
+            metrics["label_errors"] = [
+                [training.item_ids[row], labels[predicted].pk, confidence]
+                for row, predicted, confidence in likely_errors(
+                    held_out, y, min_confidence=SUSPECT_CONFIDENCE, limit=MAX_LABEL_ERRORS
+                )
+            ]
     control = evaluation_set(project, labels)
     evaluation = _evaluation(project, labels, classifier, control, ids, vectors)
     metrics["evaluation"] = evaluation
@@ -246,6 +266,14 @@ def _majority_labels(
         picked = chosen[item_id].setdefault(annotation_id, set())
         if label_id is not None:
             picked.add(index[label_id])
+    # A reviewer's ruling replaces the answers' majority.
+    rulings: dict[int, set[int]] = defaultdict(set)
+    rows = Adjudication.objects.filter(item__project=project).values_list("item_id", "labels__id")
+    for item_id, label_id in rows:
+        if item_id in chosen and label_id is not None:
+            rulings[item_id].add(index[label_id])
+    for item_id, ruled in rulings.items():
+        chosen[item_id] = {-1: ruled}
     item_ids = sorted(chosen)
     counts: Counter[int] = Counter()
     targets: npt.NDArray[np.int64]

@@ -17,7 +17,6 @@ from labeling.models import (
     Annotation,
     Item,
     Project,
-    QueueEntry,
     Role,
     imported_annotator,
 )
@@ -29,6 +28,7 @@ from labeling.people import (
     throughput,
 )
 from labeling.services import resolve_labels, submit_answer
+from modeling.models import ModelVersion
 from tests.conftest import client_for, make_project
 
 MONDAY = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -162,16 +162,23 @@ def test_it_lists_labels_a_confident_model_contradicts(overlapped: Project) -> N
     items = list(overlapped.items.order_by("pk"))
     negative = overlapped.labels.get(name="negative").pk
     neutral = overlapped.labels.get(name="neutral").pk
-    guesses = [
-        (items[6], [negative], 0.97),  # Bob said neutral: listed
-        (items[8], [negative], 0.85),  # Bob said neutral, but the model is unsure
-        (items[4], [neutral], 0.99),  # both said neutral: the model agrees
-        (items[9], [negative], 0.99),  # nobody answered it yet
+    # What the latest retrain's out-of-fold models guessed for labeled items.
+    suspects = [
+        [items[6].pk, negative, 0.97],  # Bob said neutral: listed
+        [items[8].pk, negative, 0.85],  # Bob said neutral, but the model is unsure
+        [items[4].pk, neutral, 0.99],  # both said neutral since: the model agrees now
+        [items[9].pk, negative, 0.99],  # nobody answered it (yet)
     ]
-    QueueEntry.objects.bulk_create(
-        QueueEntry(project=overlapped, item=item, rank=rank, suggested_labels=s, confidence=c)
-        for rank, (item, s, c) in enumerate(guesses)
-    )
+    for number, metrics in enumerate([{"label_errors": []}, {"label_errors": suspects}], 1):
+        ModelVersion.objects.create(
+            project=overlapped,
+            number=number,
+            encoder="e",
+            strategy="margin",
+            labels_used=8,
+            snapshot_at=MONDAY,
+            metrics=metrics,
+        )
 
     [error] = likely_label_errors(overlapped)
 
@@ -207,7 +214,7 @@ def test_lead_sees_people_agreement_and_the_chart(
 ) -> None:
     client = client_for(alice)
     # Session, user and project, then one or two reads per section, however many people.
-    with django_assert_max_num_queries(13):
+    with django_assert_max_num_queries(16):
         response = client.get(f"/projects/{overlapped.pk}/people/")
 
     assert response.status_code == 200

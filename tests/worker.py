@@ -38,9 +38,20 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @contextmanager
-def running_worker(log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `celery worker` as its own process and stop it afterwards."""
-    app.control.purge()
+def running_worker(
+    log_path: Path,
+    *,
+    queues: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    purge: bool = True,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `celery worker` as its own process and stop it afterwards.
+
+    `queues` limits what it consumes (e.g. "gpu"); `purge=False` keeps messages left by a
+    worker that was killed, so a second worker can take them over.
+    """
+    if purge:
+        app.control.purge()
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
     env = {
         **os.environ,
@@ -49,7 +60,9 @@ def running_worker(log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         "SIFT_VAR_DIR": str(settings.VAR_DIR),
         "SECRET_KEY": settings.SECRET_KEY,
         "DEBUG": "0",
+        **(extra_env or {}),
     }
+    queue_args = ["-Q", queues] if queues else []
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -65,6 +78,7 @@ def running_worker(log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
                 "--without-mingle",
                 "-n",
                 name,
+                *queue_args,
             ],
             cwd=ROOT,
             env=env,

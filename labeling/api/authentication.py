@@ -11,6 +11,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from labeling.models import ApiToken
+from labeling.ratelimit import bad_token_limit, client_ip
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -30,6 +31,12 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.") from None
         token = ApiToken.find_active(key)
         if token is None:
+            # A script looping on a bad token is told to back off; valid tokens are unaffected.
+            wait = bad_token_limit().attempt(client_ip(request))
+            if wait is not None:
+                raise exceptions.Throttled(
+                    wait, "Too many requests with an invalid or revoked token from your address."
+                )
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         # Write at most once a minute, not on every request.
         now = timezone.now()

@@ -129,8 +129,9 @@ class ProjectExportView(ProjectScoped, APIView):
             400: OpenApiResponse(description="A bad parameter, named in the answer"),
         },
         description=(
-            "Rows: id, external_id, text, label (multi-label: names joined with '|'), labels, "
-            "agreement, answers_count (answers not skipped), prediction, confidence, "
+            "Rows: id, external_id, text, label (multi-label: names joined with '|'; a "
+            "reviewer's ruling wins over the answers), labels, agreement, adjudicated (a "
+            "reviewer ruled), answers_count (answers not skipped), prediction, confidence, "
             "model_version, random_control (served as a uniform random draw, part of the "
             "evaluation set), metadata, and with answers=1 every answer. Above "
             "SIFT_EXPORT_SYNC_LIMIT items (or with async=1) a worker writes the file: the "

@@ -1,0 +1,109 @@
+"""Counting attempts per client in Django's cache, so password and token guessing stalls.
+
+Counters live in the cache (Redis in production, files under SIFT_VAR_DIR otherwise), so every
+web process sees the same counts. When the cache cannot be reached the limits are not enforced:
+logging in must not depend on Redis being up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+# Seconds since the epoch; tests replace it to step past a window.
+_clock: Callable[[], float] = time.time
+_CACHE_DOWN = (RedisError, OSError)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `attempts` counted events per key in each fixed window of `window` seconds."""
+
+    scope: str
+    attempts: int
+    window: int
+
+    def retry_after(self, key: str) -> int | None:
+        """Seconds until the key may try again, or None while it is under the limit."""
+        now = _clock()
+        try:
+            count = cache.get(self._cache_key(key, now), 0)
+        except _CACHE_DOWN as exc:
+            log.warning("Rate limit %s not checked, the cache is unreachable: %s", self.scope, exc)
+            return None
+        if count < self.attempts:
+            return None
+        return max(1, math.ceil(self.window - now % self.window))
+
+    def hit(self, key: str) -> None:
+        """Count one event for the key in the current window."""
+        cache_key = self._cache_key(key, _clock())
+        try:
+            # add() then incr() is atomic on Redis; the file cache may miss a concurrent hit.
+            cache.add(cache_key, 0, timeout=self.window + 1)
+            cache.incr(cache_key)
+        except ValueError:  # the counter expired between add() and incr()
+            cache.set(cache_key, 1, timeout=self.window + 1)
+        except _CACHE_DOWN as exc:
+            log.warning("Rate limit %s not counted, the cache is unreachable: %s", self.scope, exc)
+
+    def attempt(self, key: str) -> int | None:
+        """Count an event unless the key is over the limit; then return the seconds to wait."""
+        wait = self.retry_after(key)
+        if wait is None:
+            self.hit(key)
+        return wait
+
+    def _cache_key(self, key: str, now: float) -> str:
+        # Hashed: usernames and addresses stay out of the cache, and any character is safe.
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return f"ratelimit:{self.scope}:{int(now // self.window)}:{digest}"
+
+
+def login_limit() -> RateLimit:
+    """Failed log-ins for one username from one address."""
+    return RateLimit("login", settings.SIFT_LOGIN_ATTEMPTS, settings.SIFT_RATE_LIMIT_WINDOW)
+
+
+def token_creation_limit() -> RateLimit:
+    """API tokens one user creates."""
+    return RateLimit("token-create", settings.SIFT_TOKEN_ATTEMPTS, settings.SIFT_RATE_LIMIT_WINDOW)
+
+
+def bad_token_limit() -> RateLimit:
+    """API requests with an unknown or revoked token from one address."""
+    return RateLimit("token-auth", settings.SIFT_TOKEN_ATTEMPTS, settings.SIFT_RATE_LIMIT_WINDOW)
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The caller's address; behind a proxy, the one the proxy appended to X-Forwarded-For."""
+    if settings.TRUST_X_FORWARDED_FOR:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if hops:
+            return hops[-1]
+    return str(request.META.get("REMOTE_ADDR", ""))
+
+
+def wait_in_words(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
+def too_many_requests(response: HttpResponse, seconds: int) -> HttpResponse:
+    """Mark a page as a 429 that says when to come back."""
+    response.status_code = 429
+    response["Retry-After"] = str(seconds)
+    return response
