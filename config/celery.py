@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -27,6 +29,20 @@ def yield_to_the_web_app() -> None:
 @worker_process_init.connect
 def _lower_priority(**kwargs: object) -> None:
     yield_to_the_web_app()
+
+
+class ResumeRetrainsOnConnect(bootsteps.StartStopStep):
+    """Each time the worker (re)connects to the broker, have the retrain requests that the
+    broker may have lost while it was unreachable sent again."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, parent: Any) -> None:
+        connected_at = datetime.now(UTC).isoformat()
+        parent.app.send_task("modeling.tasks.resume_retrains", args=[connected_at])
+
+
+app.steps["consumer"].add(ResumeRetrainsOnConnect)
 
 
 @app.on_after_configure.connect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,33 @@ TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Training can go to its own queue, consumed by workers on GPU machines (docker-compose.yml).
 SIFT_TRAINING_QUEUE = env_str("SIFT_TRAINING_QUEUE", "celery")
-CELERY_TASK_ROUTES = {"modeling.tasks.refresh_model": {"queue": SIFT_TRAINING_QUEUE}}
+# Fine-tuning has a queue of its own, so embedding, head training and scoring never wait
+# behind it (`make run`'s worker consumes both queues; docker-compose's GPU worker `gpu`).
+SIFT_FINETUNE_QUEUE = env_str("SIFT_FINETUNE_QUEUE", "gpu")
+# Fine-tuning checkpoints and weights. With workers on several machines this must be storage
+# they all reach (a shared volume, NFS...): a run resumes on whichever worker gets it next.
+SIFT_CHECKPOINT_DIR = Path(env_str("SIFT_CHECKPOINT_DIR", str(VAR_DIR / "checkpoints")))
+# auto: CUDA when the worker sees a GPU, else the CPU; or cpu, cuda, cuda:N.
+SIFT_TRAINING_DEVICE = env_str("SIFT_TRAINING_DEVICE", "auto")
+if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", SIFT_TRAINING_DEVICE):
+    raise ImproperlyConfigured(
+        f"SIFT_TRAINING_DEVICE must be auto, cpu, cuda or cuda:N, got {SIFT_TRAINING_DEVICE!r}"
+    )
+# Stated power draw of the training device in watts, for energy where NVML cannot measure it;
+# 0 uses a typical figure for the device kind (CPU 65 W, CUDA GPU 300 W).
+SIFT_DEVICE_WATTS = env_float("SIFT_DEVICE_WATTS", 0.0, minimum=0.0)
+# Fine-tuning hyper-parameters a deployment may want to change (the rest: FineTuneConfig).
+SIFT_FINETUNE_EPOCHS = env_int("SIFT_FINETUNE_EPOCHS", 3, minimum=1)
+SIFT_FINETUNE_MAX_LENGTH = env_int("SIFT_FINETUNE_MAX_LENGTH", 128, minimum=8)
+SIFT_FINETUNE_BATCH_SIZE = env_int("SIFT_FINETUNE_BATCH_SIZE", 16, minimum=1)
+SIFT_FINETUNE_CHECKPOINT_STEPS = env_int("SIFT_FINETUNE_CHECKPOINT_STEPS", 50, minimum=1)
+CELERY_TASK_ROUTES = {
+    "modeling.tasks.refresh_model": {"queue": SIFT_TRAINING_QUEUE},
+    # Sent by each worker as it (re)connects; a worker that trains must be the one to read it.
+    "modeling.tasks.resume_retrains": {"queue": SIFT_TRAINING_QUEUE},
+    "modeling.tasks.finetune_model": {"queue": SIFT_FINETUNE_QUEUE},
+    "modeling.tasks.rescore_pool": {"queue": SIFT_FINETUNE_QUEUE},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

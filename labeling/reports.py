@@ -17,10 +17,12 @@ from django.db.models import Count
 from labeling.charts import BarChart, LineChart, category_bars, line_chart
 from labeling.models import Project
 from modeling.energy import energy_wh
+from modeling.labels_saved import PowerLaw
 
 EVALUATION = "evaluation accuracy"
 CROSS_VALIDATED = "cross-validated accuracy"
-CURVE_COLORS = {EVALUATION: "#2563eb", CROSS_VALIDATED: "#ea580c"}
+RANDOM_SAMPLING = "random sampling (estimated)"
+CURVE_COLORS = {EVALUATION: "#2563eb", CROSS_VALIDATED: "#ea580c", RANDOM_SAMPLING: "#6b7280"}
 
 
 def price_per_device_hour() -> float:
@@ -162,18 +164,133 @@ def _compute_columns(compute: Compute) -> list[object]:
     ]
 
 
-def learning_curve_chart(versions: Sequence[VersionReport]) -> LineChart:
-    """Accuracy in percent against labels used: evaluation with its 95% band, and CV."""
+@dataclass(frozen=True)
+class ClassQuality:
+    name: str
+    precision: float | None
+    recall: float | None
+    support: int
+
+
+@dataclass(frozen=True)
+class Quality:
+    """One version's quality on the random-control items, as its retrain measured it."""
+
+    version: int
+    n: int
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    macro_f1: float | None
+    macro_f1_ci: tuple[float, float] | None
+    per_class: list[ClassQuality]
+    # Rows are the true labels, columns the predicted ones; empty for multi-label projects.
+    confusion_labels: list[str]
+    confusion: list[list[int]]
+
+    def confusion_rows(self) -> list[tuple[str, list[int]]]:
+        return list(zip(self.confusion_labels, self.confusion, strict=True))
+
+
+def latest_quality(project: Project) -> Quality | None:
+    """The newest version's evaluation, or None before one had enough control labels."""
+    found = (
+        project.model_versions.filter(metrics__evaluation__has_key="accuracy")
+        .order_by("-number")
+        .values_list("number", "metrics__evaluation")
+        .first()
+    )
+    if found is None:
+        return None
+    number, evaluation = found
+    order = {
+        name: index for index, name in enumerate(project.labels.values_list("name", flat=True))
+    }
+    confusion = evaluation.get("confusion") or {"labels": [], "matrix": []}
+    ci, f1_ci = evaluation["accuracy_ci"], evaluation.get("macro_f1_ci")
+    return Quality(
+        version=number,
+        n=evaluation["n"],
+        accuracy=evaluation["accuracy"],
+        accuracy_ci=(ci[0], ci[1]),
+        macro_f1=evaluation.get("macro_f1"),
+        macro_f1_ci=(f1_ci[0], f1_ci[1]) if f1_ci else None,
+        # PostgreSQL's jsonb keeps no key order: list the labels in the project's order.
+        per_class=[
+            ClassQuality(name, row["precision"], row["recall"], row["support"])
+            for name, row in sorted(
+                evaluation.get("per_class", {}).items(),
+                key=lambda pair: order.get(pair[0], len(order)),
+            )
+        ],
+        confusion_labels=confusion["labels"],
+        confusion=confusion["matrix"],
+    )
+
+
+def per_class_csv_rows(quality: Quality | None) -> Iterator[list[object]]:
+    """A header, then precision, recall and support per label ("" where undefined)."""
+    yield ["version", "label", "precision", "recall", "support"]
+    if quality is None:
+        return
+    for row in quality.per_class:
+        yield [quality.version, row.name, _blank(row.precision), _blank(row.recall), row.support]
+
+
+def confusion_csv_rows(quality: Quality | None) -> Iterator[list[object]]:
+    """A header of predicted labels, then one row of counts per true label."""
+    if quality is None:
+        yield ["true/predicted"]
+        return
+    yield ["true/predicted", *quality.confusion_labels]
+    for name, counts in quality.confusion_rows():
+        yield [name, *counts]
+
+
+@dataclass(frozen=True)
+class RandomBaseline:
+    """Random sampling's learning curve, fitted on the random control by the latest retrain."""
+
+    curve: PowerLaw
+    up_to: int  # labels beyond this are too far from the fitted range to trust
+
+    def accuracy_at(self, labels: int) -> float | None:
+        if not 0 < labels <= self.up_to:
+            return None
+        return min(max(self.curve.accuracy_at(labels), 0.0), 1.0)
+
+
+def random_baseline(project: Project) -> RandomBaseline | None:
+    """The latest fitted random-sampling curve, or None before one could be fitted."""
+    fitted = (
+        project.model_versions.filter(metrics__labels_saved__has_key="random_curve")
+        .order_by("-number")
+        .values_list("metrics__labels_saved__random_curve", flat=True)
+        .first()
+    )
+    if not fitted:
+        return None
+    curve = PowerLaw(a=fitted["a"], b=fitted["b"], c=fitted["c"], r_squared=float("nan"))
+    return RandomBaseline(curve, int(fitted["up_to"]))
+
+
+def learning_curve_chart(
+    versions: Sequence[VersionReport], baseline: RandomBaseline | None = None
+) -> LineChart:
+    """Accuracy in percent against labels used: evaluation with its 95% band, CV, and what
+    random sampling would have reached with as many labels (where it has been estimated)."""
 
     def percent(value: float | None) -> float | None:
         return None if value is None else round(100 * value, 1)
 
+    series = {
+        EVALUATION: [percent(version.evaluation_accuracy) for version in versions],
+        CROSS_VALIDATED: [percent(version.cv_accuracy) for version in versions],
+    }
+    if baseline is not None:
+        series[RANDOM_SAMPLING] = [percent(baseline.accuracy_at(v.labels)) for v in versions]
     return line_chart(
         [version.labels for version in versions],
-        {
-            EVALUATION: [percent(version.evaluation_accuracy) for version in versions],
-            CROSS_VALIDATED: [percent(version.cv_accuracy) for version in versions],
-        },
+        series,
         CURVE_COLORS,
         bands={
             EVALUATION: [
@@ -187,11 +304,22 @@ def learning_curve_chart(versions: Sequence[VersionReport]) -> LineChart:
     )
 
 
-def learning_curve_csv_rows(versions: Sequence[VersionReport]) -> Iterator[list[object]]:
+def learning_curve_csv_rows(
+    versions: Sequence[VersionReport], baseline: RandomBaseline | None = None
+) -> Iterator[list[object]]:
     """A header, then one row per version with accuracies as fractions ("" where unknown)."""
-    yield ["version", "labels_used", "evaluation_accuracy", "ci_low", "ci_high", "cv_accuracy"]
+    yield [
+        "version",
+        "labels_used",
+        "evaluation_accuracy",
+        "ci_low",
+        "ci_high",
+        "cv_accuracy",
+        "random_sampling_estimate",
+    ]
     for version in versions:
         low, high = version.evaluation_ci or ("", "")
+        random = baseline.accuracy_at(version.labels) if baseline else None
         yield [
             version.number,
             version.labels,
@@ -199,6 +327,7 @@ def learning_curve_csv_rows(versions: Sequence[VersionReport]) -> Iterator[list[
             low,
             high,
             _blank(version.cv_accuracy),
+            "" if random is None else round(random, 4),
         ]
 
 

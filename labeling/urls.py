@@ -15,6 +15,17 @@ urlpatterns = [
     path("projects/<int:project_id>/import/", views.project_import, name="project_import"),
     path("projects/<int:project_id>/model/", views.model_status, name="model_status"),
     path("projects/<int:project_id>/model/retrain/", views.retrain, name="retrain"),
+    path("projects/<int:project_id>/model/finetune/", views.finetune, name="finetune"),
+    path(
+        "projects/<int:project_id>/model/finetune/cancel/",
+        views.cancel_finetune_view,
+        name="cancel_finetune",
+    ),
+    path(
+        "projects/<int:project_id>/model/versions/<int:number>/promote/",
+        views.promote,
+        name="promote_version",
+    ),
     path("projects/<int:project_id>/members/", views.project_members, name="project_members"),
     path("projects/<int:project_id>/settings/", views.project_settings, name="project_settings"),
     path("projects/<int:project_id>/people/", views.people, name="people"),

@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Max
 from django.forms import modelform_factory
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -60,12 +61,16 @@ from labeling.ratelimit import (
 from labeling.reports import (
     compute_csv_rows,
     compute_totals,
+    confusion_csv_rows,
     label_distribution,
     label_distribution_chart,
     label_distribution_csv_rows,
+    latest_quality,
     learning_curve_chart,
     learning_curve_csv_rows,
+    per_class_csv_rows,
     price_per_device_hour,
+    random_baseline,
     version_reports,
 )
 from labeling.services import (
@@ -75,7 +80,13 @@ from labeling.services import (
     submit_answer,
     undo_last_answer,
 )
-from modeling.scheduling import request_retrain, state_of
+from modeling.scheduling import (
+    cancel_finetune,
+    promote_version,
+    request_finetune,
+    request_retrain,
+    state_of,
+)
 from modeling.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
 
 ApiTokenForm = modelform_factory(ApiToken, fields=["name"])
@@ -140,15 +151,54 @@ def retrain(request: AuthedRequest, project_id: int) -> HttpResponse:
 
 def model_status_context(project: Project) -> dict[str, object]:
     state = state_of(project)
-    recent = list(project.model_versions.all()[: STABLE_RUN + 1])  # newest first
+    # Stopping advice follows the head, retrained on every batch of labels; fine-tuned
+    # versions come at other times and would compare two different models.
+    recent = list(project.model_versions.filter(kind="head")[: STABLE_RUN + 1])  # newest first
     predictions = [StopSetPredictions.from_metrics(v.number, v.metrics) for v in reversed(recent)]
+    serving = project.model_versions.filter(promoted=True).first()
+    queue_version = project.queue_entries.aggregate(version=Max("model_version"))["version"]
     return {
         "state": state,
-        "latest_version": recent[0] if recent else None,
+        "latest_version": serving,
         "stopping": stopping_advice(predictions) if recent else None,
         "queue_length": project.queue_entries.count(),
+        "queue_version": queue_version,
+        # Scores from a version older than the serving one, until its re-scoring replaces them.
+        "queue_stale": bool(serving and queue_version and queue_version < serving.number),
         "busy": state.is_running() or state.queued_at is not None,
+        "finetune_run": project.finetune_runs.first(),
+        "finetuned_versions": project.model_versions.filter(kind="finetune")[:8],
     }
+
+
+@login_required
+@require_POST
+def finetune(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    request_finetune(project, request.user)
+    return _model_status_or_project(request, project)
+
+
+@login_required
+@require_POST
+def cancel_finetune_view(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    cancel_finetune(project)
+    return _model_status_or_project(request, project)
+
+
+@login_required
+@require_POST
+def promote(request: AuthedRequest, project_id: int, number: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    promote_version(get_object_or_404(project.model_versions, number=number, kind="finetune"))
+    return _model_status_or_project(request, project)
+
+
+def _model_status_or_project(request: AuthedRequest, project: Project) -> HttpResponse:
+    if request.htmx:
+        return model_status(request, project.pk)
+    return redirect("project_detail", project_id=project.pk)
 
 
 @login_required
@@ -365,9 +415,10 @@ def model_report(request: AuthedRequest, project_id: int) -> HttpResponse:
         "versions": versions,
         "totals": compute_totals(versions),
         "price": price_per_device_hour(),
-        "curve": learning_curve_chart(versions),
+        "curve": learning_curve_chart(versions, random_baseline(project)),
         "labels_chart": label_distribution_chart(labels),
         "has_answers": any(label.answers for label in labels),
+        "quality": latest_quality(project),
     }
     return render(request, "labeling/model_report.html", context)
 
@@ -378,7 +429,11 @@ def model_report_csv(request: AuthedRequest, project_id: int, table: str) -> Htt
     if table == "labels":
         rows = label_distribution_csv_rows(label_distribution(project))
     elif table == "learning-curve":
-        rows = learning_curve_csv_rows(version_reports(project))
+        rows = learning_curve_csv_rows(version_reports(project), random_baseline(project))
+    elif table == "per-class":
+        rows = per_class_csv_rows(latest_quality(project))
+    elif table == "confusion":
+        rows = confusion_csv_rows(latest_quality(project))
     elif table == "compute":
         rows = compute_csv_rows(version_reports(project))
     else:

@@ -172,6 +172,63 @@ def classification_report(
     )
 
 
+@dataclass(frozen=True)
+class MultiLabelReport:
+    """Multi-label quality on one set of items; undefined per-label values are NaN."""
+
+    subset_accuracy: float  # share of items whose whole label set is exactly right
+    micro_f1: float
+    macro_f1: float
+    precision: npt.NDArray[np.float64]  # (n_labels,), NaN for a label never predicted
+    recall: npt.NDArray[np.float64]  # (n_labels,), NaN for a label never given
+    support: npt.NDArray[np.int64]  # (n_labels,) items carrying each label
+
+
+def subset_accuracy(y_true: npt.NDArray[np.integer], y_pred: npt.NDArray[np.integer]) -> float:
+    """Share of items whose predicted 0/1 label row equals the true one (NaN for no items)."""
+    if len(y_true) == 0:
+        return float("nan")
+    return float(np.mean(np.all(np.asarray(y_true) == np.asarray(y_pred), axis=1)))
+
+
+def multi_label_macro_f1(y_true: npt.NDArray[np.integer], y_pred: npt.NDArray[np.integer]) -> float:
+    """Mean F1 over the labels given or predicted at least once (NaN when there are none)."""
+    truth, guess = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
+    tp = (truth & guess).sum(axis=0).astype(np.float64)
+    seen = truth.sum(axis=0) + guess.sum(axis=0)
+    present = seen > 0
+    if not present.any():
+        return float("nan")
+    return float(np.mean(2 * tp[present] / seen[present]))
+
+
+def multi_label_report(
+    y_true: npt.NDArray[np.integer], y_pred: npt.NDArray[np.integer]
+) -> MultiLabelReport:
+    """Subset accuracy, micro- and macro-F1, and precision, recall and support per label.
+
+    Args:
+        y_true: ``(n, n_labels)`` 0/1 matrix of the given labels.
+        y_pred: ``(n, n_labels)`` 0/1 matrix of the predicted labels.
+    """
+    truth, guess = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
+    tp = (truth & guess).sum(axis=0).astype(np.float64)
+    predicted = guess.sum(axis=0)
+    support = truth.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+    seen = int(predicted.sum() + support.sum())
+    return MultiLabelReport(
+        subset_accuracy=subset_accuracy(truth, guess),
+        micro_f1=float(2 * tp.sum() / seen) if seen else float("nan"),
+        macro_f1=multi_label_macro_f1(truth, guess),
+        precision=precision,
+        recall=recall,
+        support=support.astype(np.int64),
+    )
+
+
 def bootstrap_ci(
     y_true: npt.NDArray[np.integer],
     y_pred: npt.NDArray[np.integer],

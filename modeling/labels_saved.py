@@ -35,6 +35,9 @@ class LabelsSaved:
     high: int | None = None  # None with an estimate: the band reaches beyond the fitted range
     note: str = ""
     reason: str = ""
+    # Random sampling's fitted learning curve, trusted up to `trusted_up_to` labels.
+    curve: PowerLaw | None = None
+    trusted_up_to: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class PowerLaw:
     b: float
     c: float
     r_squared: float
+
+    def accuracy_at(self, labels: float) -> float:
+        """The curve's accuracy after ``labels`` labels."""
+        return float(self.a - self.b * labels ** (-self.c))
 
     def labels_for(self, accuracy: float) -> float:
         """Labels at which the curve reaches ``accuracy``; inf where it never does."""
@@ -107,7 +114,9 @@ def labels_saved_estimate(
     if needed > limit:
         return LabelsSaved(
             reason=f"random sampling would not reach {current_accuracy:.0%} within the fitted "
-            f"curve (it levels off at {min(curve.a, 1.0):.0%}): at least {limit} labels"
+            f"curve (it levels off at {min(curve.a, 1.0):.0%}): at least {limit} labels",
+            curve=curve,
+            trusted_up_to=limit,
         )
 
     picks = rng.integers(0, repeats, size=(n_boot, repeats, len(sizes)))
@@ -126,6 +135,8 @@ def labels_saved_estimate(
             f"subsets ({sizes[0]}-{sizes[-1]} of {n} control labels, {repeats} repeats); "
             "band: 10th-90th percentile over bootstrap refits (the curve's uncertainty only)"
         ),
+        curve=curve,
+        trusted_up_to=limit,
     )
 
 
@@ -154,3 +165,25 @@ def fit_power_law(
     r_squared = 1.0 - float(sse[best]) / total if total > 0 else 0.0
     c = float(EXPONENTS[best])
     return PowerLaw(a=float(a[best]), b=float(b[best]), c=c, r_squared=r_squared)
+
+
+def labels_to_reach(
+    sizes: npt.NDArray[np.integer] | list[int],
+    accuracies: npt.NDArray[np.floating] | list[float],
+    target: float,
+) -> float | None:
+    """Labels at which a measured learning curve first reaches ``target``, or None if never.
+
+    Between the last grid point below the target and the first at or above it the curve is
+    taken as a straight line; a curve that starts at or above the target needs its first size.
+    """
+    sizes_ = np.asarray(sizes, dtype=np.float64)
+    accuracies_ = np.asarray(accuracies, dtype=np.float64)
+    reached = np.flatnonzero(accuracies_ >= target)
+    if len(reached) == 0:
+        return None
+    i = int(reached[0])
+    if i == 0:
+        return float(sizes_[0])
+    x0, x1, y0, y1 = sizes_[i - 1], sizes_[i], accuracies_[i - 1], accuracies_[i]
+    return float(x0 + (target - y0) * (x1 - x0) / (y1 - y0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -68,6 +69,17 @@ class ModelVersion(models.Model):
     device = models.CharField(max_length=40, default="cpu")
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A head version ranks the queue as soon as it exists; a fine-tuned one only once promoted
+    # (its evaluation was not worse than the serving version's, or a lead forced it).
+    promoted = models.BooleanField(default=True)
+    # Measured by the fine-tuning loop; null for the head, whose cost is estimated from time.
+    samples_per_second = models.FloatField(null=True, blank=True)
+    peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
+    energy_wh = models.FloatField(null=True, blank=True)
+    energy_source = models.CharField(max_length=20, blank=True)
+    cost = models.FloatField(null=True, blank=True)
+    # The fine-tuned weights, under SIFT_CHECKPOINT_DIR (storage every worker can reach).
+    weights_path = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["-number"]
@@ -77,6 +89,57 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} v{self.number} ({self.kind}, {self.labels_used} labels)"
+
+
+class FineTuneRun(models.Model):
+    """One fine-tuning job: its claim by a worker, its progress, and where it checkpoints."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="finetune_runs")
+    # The Celery task id: a redelivered task finds its run (and its checkpoints) by it.
+    task_id = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    resumed_from_step = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    last_error = models.TextField(blank=True)
+    # The labels it learns from, fixed at the first attempt so that a resumed run sees the same.
+    snapshot_at = models.DateTimeField(null=True, blank=True)
+    item_ids = models.JSONField(default=list, blank=True)
+    targets = models.JSONField(default=list, blank=True)
+    warm_start_version = models.PositiveIntegerField(null=True, blank=True)
+    version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"fine-tune {self.task_id} of {self.project}: {self.status}"
+
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    def progress_percent(self) -> float:
+        return 100.0 * self.step / self.total_steps if self.total_steps else 0.0
 
 
 class Phase(models.TextChoices):

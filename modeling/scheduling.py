@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from labeling.models import Annotation, Project
-from modeling.models import ModelState
+from labeling.models import Annotation, Project, Webhook
+from labeling.webhooks import fire
+from modeling.models import FineTuneRun, ModelState, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,29 @@ def _enqueue(project_id: int) -> None:
         )
 
 
+def resume_retrain_requests(requested_before: datetime) -> list[int]:
+    """Send again every retrain request made before `requested_before` that no run took up.
+
+    A broker that was down refused them, or one restarted without its data dropped them; each
+    worker calls this when it (re)connects. A request sent again is stamped anew, so workers
+    reconnecting together send it once. Returns the projects asked for.
+    """
+    resent = []
+    with transaction.atomic():
+        waiting = ModelState.objects.select_for_update(skip_locked=True).filter(
+            queued_at__lt=requested_before
+        )
+        for state in waiting:
+            if state.is_running():
+                continue  # the run ends by taking up its follow-up requests
+            state.queued_at = timezone.now()
+            state.save(update_fields=["queued_at", "updated_at"])
+            resent.append(state.project_id)
+    for project_id in resent:
+        _enqueue(project_id)
+    return resent
+
+
 def retrain_if_due(project: Project) -> bool:
     """Request a retrain once `retrain_every` answers arrived since the last model's labels."""
     latest = project.model_versions.first()
@@ -77,3 +103,90 @@ def retrain_if_due(project: Project) -> bool:
     if answers.count() < project.retrain_every:
         return False
     return request_retrain(project)
+
+
+# --- Fine-tuning (its own queue; see modeling/finetune_service.py) ------------------------
+
+
+def active_finetune(project: Project) -> FineTuneRun | None:
+    """The project's queued or running fine-tune, if any."""
+    return project.finetune_runs.filter(status__in=FineTuneRun.ACTIVE).first()
+
+
+def request_finetune(project: Project, user: User | None = None) -> FineTuneRun | None:
+    """Queue a fine-tune of the project's transformer; None when one is already under way."""
+    with transaction.atomic():
+        locked_state(project)
+        if active_finetune(project) is not None:
+            return None
+        run = FineTuneRun.objects.create(
+            project=project, task_id=str(uuid.uuid4()), requested_by=user
+        )
+        transaction.on_commit(lambda: _send_finetune(run))
+    return run
+
+
+def _send_finetune(run: FineTuneRun) -> None:
+    from modeling.tasks import finetune_model
+
+    try:
+        finetune_model.apply_async((run.project_id,), task_id=run.task_id)
+    except (BrokerError, OSError) as exc:
+        log.warning("Could not reach the task broker for fine-tune %s: %s", run.task_id, exc)
+        FineTuneRun.objects.filter(pk=run.pk).update(
+            status=FineTuneRun.Status.FAILED,
+            last_error=f"The task broker could not be reached: {exc}",
+            finished_at=timezone.now(),
+        )
+
+
+def cancel_finetune(project: Project) -> bool:
+    """Ask the project's fine-tune to stop at its next step; False when none is under way."""
+    run = active_finetune(project)
+    if run is None:
+        return False
+    FineTuneRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    return True
+
+
+def promote_version(version: ModelVersion) -> bool:
+    """A lead promotes a fine-tuned version its evaluation held back; a worker re-ranks the
+    queue with it. False when it was already promoted."""
+    with transaction.atomic():
+        locked_state(version.project)
+        updated = ModelVersion.objects.filter(pk=version.pk, promoted=False).update(promoted=True)
+        if not updated:
+            return False
+        version.refresh_from_db()
+        metrics = dict(version.metrics)
+        metrics["promotion"] = {**metrics.get("promotion", {}), "forced": True, "promoted": True}
+        ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
+        version.metrics = metrics
+        announce_promotion(version)
+        project_id, number = version.project_id, version.number
+        transaction.on_commit(lambda: _send_rescore(project_id, number))
+    return True
+
+
+def announce_promotion(version: ModelVersion) -> None:
+    """Tell the project's webhooks that a version now ranks the queue."""
+    fire(
+        version.project,
+        Webhook.Event.MODEL_PROMOTED,
+        {
+            "project": version.project_id,
+            "version": version.number,
+            "labels_used": version.labels_used,
+            # The stop set's predictions are bookkeeping, not news for a receiver.
+            "metrics": {k: v for k, v in version.metrics.items() if k != "stop_set"},
+        },
+    )
+
+
+def _send_rescore(project_id: int, number: int) -> None:
+    from modeling.tasks import rescore_pool
+
+    try:
+        rescore_pool.delay(project_id, number)
+    except (BrokerError, OSError) as exc:
+        log.warning("Could not reach the task broker to re-rank project %s: %s", project_id, exc)

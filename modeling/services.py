@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,10 +30,8 @@ from labeling.models import (
     Lease,
     Project,
     QueueEntry,
-    Webhook,
 )
-from labeling.webhooks import fire
-from modeling.classifiers import HeadClassifier
+from modeling.classifiers import Classifier, HeadClassifier
 from modeling.encoders import DEFAULT_ENCODER_NAME, TextEncoder
 from modeling.evaluation import (
     accuracy,
@@ -40,12 +39,15 @@ from modeling.evaluation import (
     classification_report,
     likely_errors,
     macro_f1,
+    multi_label_macro_f1,
+    multi_label_report,
     out_of_fold_probabilities,
+    subset_accuracy,
 )
 from modeling.labels_saved import labels_saved_estimate
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
 from modeling.ranking import farthest_first, rank_pool
-from modeling.scheduling import locked_state, request_retrain
+from modeling.scheduling import announce_promotion, locked_state, request_retrain
 from modeling.stopping import mean_uncertainty, stop_set_hash, stop_set_predictions
 from modeling.strategies import DEFAULT_STRATEGY, STRATEGIES, cold_start, nearest_to
 
@@ -302,21 +304,25 @@ def _majority_labels(
 def _evaluation(
     project: Project,
     labels: list[Label],
-    classifier: HeadClassifier,
+    classifier: Classifier,
     control: TrainingSet,
     ids: npt.NDArray[np.int64],
-    vectors: npt.NDArray[np.float32],
+    vectors: npt.NDArray[Any],
 ) -> dict[str, object]:
-    """The version's quality on the labeled random-control items, with 95% bootstrap intervals."""
+    """The version's quality on the labeled random-control items, with 95% bootstrap intervals.
+
+    `vectors` are what the classifier reads for each of `ids`: embeddings, or texts.
+    """
     item_ids = np.array(control.item_ids, dtype=np.int64)
     embedded = np.isin(item_ids, ids)  # an item added since the embedding step waits a run
     n = int(embedded.sum())
-    if project.multi_label:
-        return {"n": n, "note": "evaluation of multi-label projects is not available yet"}
     if n < MIN_EVALUATION_LABELS:
         return {"n": n, "note": "too few random-control labels yet"}
     y_true = control.targets[embedded]
-    y_pred = classifier.predict_proba(vectors[_rows_of(ids, item_ids[embedded])]).argmax(axis=1)
+    probabilities = classifier.predict_proba(vectors[_rows_of(ids, item_ids[embedded])])
+    if project.multi_label:
+        return _multi_label_evaluation(project, labels, y_true, probabilities >= 0.5)
+    y_pred = probabilities.argmax(axis=1)
     report = classification_report(y_true, y_pred, len(labels))
     f1 = partial(macro_f1, n_classes=len(labels))
     rng = np.random.default_rng(0)
@@ -339,6 +345,34 @@ def _evaluation(
         "confusion": {
             "labels": [label.name for label in labels],
             "matrix": report.confusion.tolist(),
+        },
+    }
+
+
+def _multi_label_evaluation(
+    project: Project,
+    labels: list[Label],
+    y_true: npt.NDArray[np.int64],
+    y_pred: npt.NDArray[np.bool_],
+) -> dict[str, object]:
+    """Multi-label quality: "accuracy" is the share of items with exactly the right labels."""
+    report = multi_label_report(y_true, y_pred)
+    rng = np.random.default_rng(0)
+    return {
+        "n": len(y_true),
+        "trained_on_control": project.train_on_control,
+        "accuracy": report.subset_accuracy,
+        "accuracy_ci": list(bootstrap_ci(y_true, y_pred, subset_accuracy, rng)),
+        "macro_f1": report.macro_f1,
+        "macro_f1_ci": list(bootstrap_ci(y_true, y_pred, multi_label_macro_f1, rng)),
+        "micro_f1": report.micro_f1,
+        "per_class": {
+            label.name: {
+                "precision": _finite_or_none(report.precision[i]),
+                "recall": _finite_or_none(report.recall[i]),
+                "support": int(report.support[i]),
+            }
+            for i, label in enumerate(labels)
         },
     }
 
@@ -370,13 +404,23 @@ def _labels_saved(
         lambda: HeadClassifier(len(labels)),
         np.random.default_rng(0),
     )
+    fitted: dict[str, object] = {}
+    if (curve := estimate.curve) is not None:
+        # Random sampling's learning curve, for the report's chart beside the real one.
+        fitted["random_curve"] = {
+            "a": curve.a,
+            "b": curve.b,
+            "c": curve.c,
+            "up_to": estimate.trusted_up_to,
+        }
     if estimate.estimate is None:
-        return {"reason": estimate.reason}
+        return {"reason": estimate.reason, **fitted}
     return {
         "estimate": estimate.estimate,
         "low": estimate.low,
         "high": estimate.high,
         "note": estimate.note,
+        **fitted,
     }
 
 
@@ -488,40 +532,45 @@ def _write_queue(
                 snapshot_at=snapshot_at,
                 **version_fields,
             )
-            fire(
-                project,
-                Webhook.Event.MODEL_PROMOTED,
-                {
-                    "project": project.pk,
-                    "version": version.number,
-                    "labels_used": version.labels_used,
-                    # The stop set's predictions are bookkeeping, not news for a receiver.
-                    "metrics": {k: v for k, v in version.metrics.items() if k != "stop_set"},
-                },
-            )
-        entries = []
-        for rank, row in enumerate(order.tolist()):
-            suggested: list[int] = []
-            confidence = None
-            if probabilities is not None and row in probabilities:
-                suggested, confidence = _suggestion(probabilities[row], labels, project.multi_label)
-            entries.append(
-                QueueEntry(
-                    project=project,
-                    item_id=int(ids[row]),
-                    rank=rank,
-                    score=float(len(order) - rank),
-                    model_version=version.number if version else 0,
-                    suggested_labels=suggested,
-                    confidence=confidence,
-                )
-            )
-        QueueEntry.objects.filter(project=project).delete()
-        QueueEntry.objects.bulk_create(entries, batch_size=1000)
-        Lease.objects.filter(project=project, expires_at__lte=timezone.now()).delete()
-        state.queue_refreshed_at = timezone.now()
-        state.save(update_fields=["queue_refreshed_at", "updated_at"])
+            announce_promotion(version)
+        replace_queue(
+            project, state, ids, order, probabilities, version.number if version else 0, labels
+        )
     return version
+
+
+def replace_queue(
+    project: Project,
+    state: ModelState,
+    ids: npt.NDArray[np.int64],
+    order: npt.NDArray[np.intp],
+    probabilities: dict[int, npt.NDArray[np.floating]] | None,
+    version_number: int,
+    labels: list[Label],
+) -> None:
+    """Write the ranked queue in `order`, scored by `version_number`; `state` must be locked."""
+    entries = []
+    for rank, row in enumerate(order.tolist()):
+        suggested: list[int] = []
+        confidence = None
+        if probabilities is not None and row in probabilities:
+            suggested, confidence = _suggestion(probabilities[row], labels, project.multi_label)
+        entries.append(
+            QueueEntry(
+                project=project,
+                item_id=int(ids[row]),
+                rank=rank,
+                score=float(len(order) - rank),
+                model_version=version_number,
+                suggested_labels=suggested,
+                confidence=confidence,
+            )
+        )
+    QueueEntry.objects.filter(project=project).delete()
+    QueueEntry.objects.bulk_create(entries, batch_size=1000)
+    Lease.objects.filter(project=project, expires_at__lte=timezone.now()).delete()
+    state.queue_refreshed_at = timezone.now()
+    state.save(update_fields=["queue_refreshed_at", "updated_at"])
 
 
 def _suggestion(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score
 
 from modeling.classifiers import Classifier, HeadClassifier
 from modeling.ranking import rank_pool
-from modeling.strategies import STRATEGIES, cold_start
+from modeling.strategies import STRATEGIES, RandomStrategy, cold_start
 
 ClassifierFactory = Callable[[int], Classifier]
 """Builds a fresh, untrained classifier for ``n_classes`` classes."""
@@ -66,6 +66,8 @@ def run_simulation(
     budget: int = 525,
     seed: int = 0,
     classifier_factory: ClassifierFactory = _head_classifier,
+    train_inputs: npt.NDArray[Any] | None = None,
+    test_inputs: npt.NDArray[Any] | None = None,
 ) -> list[CurvePoint]:
     """Simulate single-label active learning and return the learning curve.
 
@@ -87,6 +89,10 @@ def run_simulation(
         budget: total labels; the last round may be smaller to land on it exactly.
         seed: seeds the one random generator used for the whole run.
         classifier_factory: builds a fresh classifier each round.
+        train_inputs: what the classifier consumes for each pool item when that is not the
+            embedding (the texts, for a fine-tuned transformer); strategies still see the
+            embeddings.
+        test_inputs: the same for the test set.
 
     Returns:
         One :class:`CurvePoint` per round, at ``seed_size``, ``seed_size + batch_size``, ...
@@ -96,6 +102,8 @@ def run_simulation(
     rng = np.random.default_rng(seed)
     train_emb = np.asarray(train_emb)
     train_y = np.asarray(train_y)
+    train_x = train_emb if train_inputs is None else np.asarray(train_inputs)
+    test_x = test_emb if test_inputs is None else np.asarray(test_inputs)
     pool_size = len(train_emb)
     budget = min(budget, pool_size)
     if strategy_name == "random":
@@ -108,9 +116,9 @@ def run_simulation(
     while True:
         started = time.perf_counter()
         labeled = np.flatnonzero(is_labeled)
-        classifier = classifier_factory(n_classes).fit(train_emb[labeled], train_y[labeled])
+        classifier = classifier_factory(n_classes).fit(train_x[labeled], train_y[labeled])
         seconds = time.perf_counter() - started
-        predictions = classifier.predict_proba(test_emb).argmax(axis=1)
+        predictions = classifier.predict_proba(test_x).argmax(axis=1)
         accuracy = float(np.mean(predictions == test_y))
         macro_f1 = float(
             f1_score(
@@ -123,8 +131,14 @@ def run_simulation(
             pool = np.flatnonzero(~is_labeled)
             size = min(batch_size, budget - n_labeled)
             # The same ranking the live queue serves from; its first `size` items are the batch.
+            # Random never looks at the scores, so the pool is not scored for it.
+            probabilities = (
+                np.full((len(pool), n_classes), 1.0 / n_classes)
+                if isinstance(strategy, RandomStrategy)
+                else classifier.predict_proba(train_x[pool])
+            )
             picks = rank_pool(
-                classifier.predict_proba(train_emb[pool]),
+                probabilities,
                 train_emb[pool],
                 strategy,
                 batch_size=size,

@@ -156,3 +156,24 @@ def test_the_share_of_random_controls_is_a_fraction(topics: Project, alice: User
     assert accepted.status_code == 200
     topics.refresh_from_db()
     assert (topics.random_control_share, topics.train_on_control) == (0.25, True)
+
+
+def test_a_multi_label_project_is_evaluated_on_whole_label_sets(topics: Project, bob: User) -> None:
+    topics.multi_label = True
+    topics.save()
+    items = list(topics.items.order_by("id"))
+    for index, item in enumerate(items):
+        Item.objects.filter(pk=item.pk).update(is_random_control=bool(index % 2))
+        label(topics, bob, item, topic_of(item))
+
+    version = refresh_model(topics.pk, run_id="run-1")
+
+    assert version is not None
+    evaluation = version.metrics["evaluation"]
+    assert evaluation["n"] == 12
+    # Two clear topics: every control item gets exactly its one label back.
+    assert evaluation["accuracy"] == 1.0
+    assert evaluation["macro_f1"] == 1.0
+    assert evaluation["micro_f1"] == 1.0
+    assert evaluation["per_class"]["sports"] == {"precision": 1.0, "recall": 1.0, "support": 6}
+    assert "confusion" not in evaluation

@@ -16,12 +16,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling.models import Project, Role, imported_annotator
-from labeling.reports import CROSS_VALIDATED, EVALUATION, learning_curve_chart, version_reports
+from labeling.reports import (
+    CROSS_VALIDATED,
+    EVALUATION,
+    RANDOM_SAMPLING,
+    learning_curve_chart,
+    random_baseline,
+    version_reports,
+)
 from modeling.models import ModelVersion
 from tests.conftest import client_for, label, make_project
 
 TRAINED_AT = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-TABLES = ["compute", "learning-curve", "labels"]
+TABLES = ["compute", "learning-curve", "labels", "per-class", "confusion"]
 
 
 def add_version(
@@ -145,10 +152,32 @@ def test_learning_curve_csv_leaves_unknown_accuracies_blank(trained: Project, al
     response = client_for(alice).get(report_url(trained, "learning-curve"))
 
     assert response.content.decode().splitlines() == [
-        "version,labels_used,evaluation_accuracy,ci_low,ci_high,cv_accuracy",
-        "1,20,0.6,0.4,0.8,0.55",
-        "2,40,,,,",
+        "version,labels_used,evaluation_accuracy,ci_low,ci_high,cv_accuracy,"
+        "random_sampling_estimate",
+        "1,20,0.6,0.4,0.8,0.55,",
+        "2,40,,,,,",
     ]
+
+
+def test_the_learning_curve_shows_what_random_sampling_would_have_reached(
+    trained: Project, alice: User
+) -> None:
+    # The latest retrain fitted random sampling's curve on the control: 0.9 - 2 / sqrt(n),
+    # trusted up to 30 labels.
+    fitted = {"random_curve": {"a": 0.9, "b": 2.0, "c": 0.5, "up_to": 30}}
+    add_version(trained, 3, 60, 140, 60, 12, labels_saved=fitted)
+
+    chart = learning_curve_chart(version_reports(trained), random_baseline(trained))
+
+    lines = {line.name: line for line in chart.lines}
+    # At 20 labels: 0.9 - 2 / sqrt(20) = 0.453; 40 and 60 lie beyond the trusted range.
+    assert [p.title for p in lines[RANDOM_SAMPLING].points] == [
+        f"{RANDOM_SAMPLING}: 45.3% at 20 labels"
+    ]
+    response = client_for(alice).get(report_url(trained, "learning-curve"))
+    assert response.content.decode().splitlines()[1] == "1,20,0.6,0.4,0.8,0.55,0.4528"
+    page = client_for(alice).get(report_url(trained))
+    assert RANDOM_SAMPLING in page.content.decode()
 
 
 def test_label_csv_counts_every_answer_per_label(trained: Project, alice: User) -> None:
@@ -172,3 +201,44 @@ def test_the_learning_curve_bands_only_the_evaluation(trained: Project) -> None:
     ]
     assert lines[EVALUATION].band.count(" ") == 1  # one version's interval: two corners
     assert lines[CROSS_VALIDATED].band == ""
+
+
+def test_lead_sees_precision_recall_and_the_confusion_matrix_of_the_latest_version(
+    trained: Project, alice: User
+) -> None:
+    evaluation = {
+        "n": 12,
+        "accuracy": 0.75,
+        "accuracy_ci": [0.5, 0.92],
+        "macro_f1": 0.7,
+        "macro_f1_ci": [0.4, 0.9],
+        "per_class": {
+            "positive": {"precision": 0.8, "recall": 1.0, "support": 4},
+            "negative": {"precision": 0.5, "recall": 0.5, "support": 8},
+            "neutral": {"precision": None, "recall": None, "support": 0},
+        },
+        "confusion": {
+            "labels": ["positive", "negative", "neutral"],
+            "matrix": [[4, 0, 0], [1, 4, 3], [0, 0, 0]],
+        },
+    }
+    add_version(trained, 3, 60, 140, 60, 12, evaluation=evaluation)
+
+    page = client_for(alice).get(report_url(trained)).content.decode()
+
+    assert "Version v3 on 12 random-control items: accuracy 75% (50" in page
+    assert "never predicted" in page
+    per_class = client_for(alice).get(report_url(trained, "per-class")).content.decode()
+    assert per_class.splitlines() == [
+        "version,label,precision,recall,support",
+        "3,positive,0.8,1.0,4",
+        "3,negative,0.5,0.5,8",
+        "3,neutral,,,0",
+    ]
+    confusion = client_for(alice).get(report_url(trained, "confusion")).content.decode()
+    assert confusion.splitlines() == [
+        "true/predicted,positive,negative,neutral",
+        "positive,4,0,0",
+        "negative,1,4,3",
+        "neutral,0,0,0",
+    ]

@@ -7,7 +7,13 @@ from functools import partial
 import numpy as np
 import pytest
 
-from modeling.evaluation import accuracy, bootstrap_ci, classification_report, macro_f1
+from modeling.evaluation import (
+    accuracy,
+    bootstrap_ci,
+    classification_report,
+    macro_f1,
+    multi_label_report,
+)
 
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2])
 Y_PRED = np.array([0, 1, 1, 1, 2, 0])
@@ -82,3 +88,29 @@ def test_no_items_have_no_interval() -> None:
         bootstrap_ci(
             np.array([], dtype=int), np.array([], dtype=int), accuracy, np.random.default_rng(0)
         )
+
+
+def test_multi_label_quality_counts_whole_sets_and_each_label() -> None:
+    y_true = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+    y_pred = np.array([[1, 0, 1], [0, 1, 1], [1, 0, 0], [0, 0, 0]])
+
+    report = multi_label_report(y_true, y_pred)
+
+    assert report.subset_accuracy == 0.25  # only the first item's set is exactly right
+    # Label 0: tp 2 of 2 both ways; label 1: tp 1, predicted 1, given 2; label 2: tp 1 of 2, 2.
+    assert report.precision.tolist() == [1.0, 1.0, 0.5]
+    assert report.recall.tolist() == [1.0, 0.5, 0.5]
+    assert report.support.tolist() == [2, 2, 2]
+    assert report.micro_f1 == pytest.approx(2 * 4 / (5 + 6))
+    assert report.macro_f1 == pytest.approx((1.0 + 2 / 3 + 0.5) / 3)
+
+
+def test_a_label_nobody_gave_or_predicted_is_left_out_of_macro_f1() -> None:
+    y_true = np.array([[1, 0], [1, 0]])
+    y_pred = np.array([[1, 0], [0, 0]])
+
+    report = multi_label_report(y_true, y_pred)
+
+    assert np.isnan(report.precision[1])
+    assert np.isnan(report.recall[1])
+    assert report.macro_f1 == pytest.approx(2 / 3)

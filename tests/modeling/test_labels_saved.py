@@ -75,6 +75,10 @@ def test_the_estimate_and_its_band_hold_the_labels_random_sampling_needs(seed: i
     assert saved.estimate == pytest.approx(34, abs=15)
     assert "1000 control labels" in saved.note
     assert saved.reason == ""
+    # The fitted curve itself comes along, for the report's chart.
+    assert saved.curve is not None
+    assert saved.curve.accuracy_at(64) == pytest.approx(current_accuracy, abs=0.02)
+    assert saved.trusted_up_to == 8000
 
 
 def test_more_labels_than_random_would_need_count_as_negative_savings() -> None:

@@ -92,6 +92,22 @@ def test_it_writes_curves_a_plot_and_a_summary(tmp_path: Path):
     assert "labels to random's final" in output
 
 
+def test_with_report_it_also_writes_the_dashboard_figures(tmp_path: Path):
+    train = write_dataset(tmp_path / "topics.csv")
+    out = tmp_path / "results"
+
+    output = simulate("--train", str(train), "--out", str(out), "--report", *SMALL_RUN)
+
+    with (out / "labels_saved.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["strategy"], row["labels"]) for row in rows] == [
+        (DEFAULT_STRATEGY, str(labels)) for labels in (6, 12, 18, 24)
+    ]
+    for name in ("labels_saved.png", "compute.csv", "report.json"):
+        assert (out / name).is_file()
+    assert "labels_saved.csv" in output
+
+
 def test_a_second_run_reuses_the_cached_embeddings(tmp_path: Path, embedding_cache: Path):
     train = write_dataset(tmp_path / "topics.csv")
     args = ("--train", str(train), "--strategy", "margin", *SMALL_RUN)

@@ -34,6 +34,7 @@ from modeling.datasets import (
     stratified_split,
 )
 from modeling.encoders import TextEncoder
+from modeling.finetuning import FineTuneConfig, WarmStartedFineTuning
 from modeling.simulation import (
     ClassifierFactory,
     CurvePoint,
@@ -41,10 +42,23 @@ from modeling.simulation import (
     run_simulation,
     summarize,
 )
+from modeling.simulation_report import write_report
 from modeling.strategies import DEFAULT_STRATEGY, STRATEGIES
 
-MODELS: dict[str, ClassifierFactory] = {"head": HeadClassifier}
-"""Classifiers a simulation can train, by the name given to ``--model``."""
+
+def _fine_tuning(options: dict[str, Any]) -> ClassifierFactory:
+    config = FineTuneConfig(
+        epochs=options["epochs"], warm_start_epochs=options["warm_epochs"], device=options["device"]
+    )
+    return WarmStartedFineTuning(config, model_path=options["encoder"])
+
+
+MODELS: dict[str, Callable[[dict[str, Any]], ClassifierFactory]] = {
+    "head": lambda options: HeadClassifier,
+    "finetune": _fine_tuning,
+}
+"""Classifiers a simulation can train, by the name given to ``--model``: each entry builds a
+fresh factory per run (the fine-tuned model warm-starts from the run's previous round)."""
 
 HELD_OUT_FRACTION = 0.2
 """Share of every class of --train held out as the test set when no --test is given."""
@@ -94,6 +108,25 @@ class Command(BaseCommand):
         )
         parser.add_argument("--model", default="head", help=f"one of: {', '.join(MODELS)}")
         parser.add_argument("--encoder", type=Path, help="local model folder (default: MiniLM)")
+        parser.add_argument(
+            "--epochs", type=int, default=3, help="finetune: epochs of the first round"
+        )
+        parser.add_argument(
+            "--warm-epochs",
+            type=int,
+            default=1,
+            help="finetune: epochs of later rounds, which start from the previous round's model",
+        )
+        parser.add_argument("--device", default="auto", help="finetune: auto, cpu, cuda, cuda:N")
+        parser.add_argument(
+            "--threads", type=int, help="CPU threads for torch (default: every core)"
+        )
+        parser.add_argument(
+            "--report",
+            action="store_true",
+            help="also write the dashboard's figures: true labels saved against random "
+            "(labels_saved.csv/.png), compute per strategy (compute.csv), report.json",
+        )
         parser.add_argument("--out", type=Path, required=True, help="folder for the results")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -103,7 +136,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Unknown model {options['model']!r}; choose one of: {', '.join(MODELS)}."
             )
-        for name in ("seed_size", "batch_size", "budget", "repeats"):
+        for name in ("seed_size", "batch_size", "budget", "repeats", "epochs", "warm_epochs"):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
         if options["seed_size"] > options["budget"]:
@@ -125,17 +158,21 @@ class Command(BaseCommand):
                 "a classifier needs at least two."
             )
 
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(options["threads"] or os.cpu_count() or 1)
         encoder = TextEncoder(options["encoder"])
         train_emb = self._embed(encoder, train, train_path.name)
+        # A fine-tuned model reads the texts; strategies still rank by the embeddings.
+        train_texts = np.array(train.texts, dtype=object)
         if test is not None and test_path is not None:
             test_emb = self._embed(encoder, test, test_path.name)
+            test_texts = np.array(test.texts, dtype=object)
         else:
             train_rows, test_rows = stratified_split(
                 train_y, HELD_OUT_FRACTION, np.random.default_rng(0)
             )
             test_emb, test_y = train_emb[test_rows], train_y[test_rows]
             train_emb, train_y = train_emb[train_rows], train_y[train_rows]
+            test_texts, train_texts = train_texts[test_rows], train_texts[train_rows]
             self.stdout.write(
                 f"Held out {len(test_rows)} of {train_path.name} (stratified) as the test set."
             )
@@ -162,7 +199,9 @@ class Command(BaseCommand):
                         batch_size=options["batch_size"],
                         budget=options["budget"],
                         seed=repeat,
-                        classifier_factory=MODELS[options["model"]],
+                        classifier_factory=MODELS[options["model"]](options),
+                        train_inputs=None if options["model"] == "head" else train_texts,
+                        test_inputs=None if options["model"] == "head" else test_texts,
                     )
                     curves[name].append(curve)
                     self.stdout.write(
@@ -181,9 +220,11 @@ class Command(BaseCommand):
         )
         plot_curves(out / "curves.png", curves, title=_dataset_name(train_path))
         self.stdout.write(summary_table(summary, has_random="random" in curves))
+        written = ["curves.csv", "curves.png", "summary.json"]
+        if options["report"]:
+            written += write_report(out, curves, title=_dataset_name(train_path))
         self.stdout.write(
-            f"Wrote curves.csv, curves.png and summary.json to {out} "
-            f"in {time.perf_counter() - started:.0f} s."
+            f"Wrote {', '.join(written)} to {out} in {time.perf_counter() - started:.0f} s."
         )
 
     def _load(self, path: Path, fmt: str | None, columns: Columns) -> LabeledTexts:

@@ -1,0 +1,433 @@
+"""Fine-tuning a project's transformer in a worker: claim, train, version, promote, re-score.
+
+Runs in the `gpu` queue's workers (modeling/tasks.py); the web app asks for it through
+modeling/scheduling.py and never imports this module, so it never loads torch. The training
+itself is modeling/finetuning.py; this module reads and writes the database around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from labeling.models import Item, Label, Project
+from modeling import services
+from modeling.checkpoints import CHECKPOINT_NAME, load, save_atomic
+from modeling.encoders import default_encoder_path
+from modeling.energy import EnergyMeter
+from modeling.finetuning import (
+    CancelCallback,
+    FineTuneConfig,
+    FineTunedClassifier,
+    ProgressCallback,
+    TokenCache,
+    TrainingCancelled,
+    TrainingResult,
+)
+from modeling.models import FineTuneRun, ModelVersion
+from modeling.ranking import rank_pool
+from modeling.scheduling import locked_state
+from modeling.strategies import DEFAULT_STRATEGY, STRATEGIES, BaldStrategy, QueryStrategy
+
+log = logging.getLogger(__name__)
+
+# The worker running a fine-tune writes a heartbeat this often, from a thread of its own;
+# a run whose heartbeat is older than HEARTBEAT_STALE has lost its worker.
+HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_STALE = timedelta(seconds=10)
+KIND = "finetune"
+
+# Tokenization per (encoder folder, max length), kept for the worker process's lifetime.
+_token_caches: dict[tuple[str, int], TokenCache] = {}
+
+
+def finetune_config() -> FineTuneConfig:
+    """The deployment's hyper-parameters (settings), FineTuneConfig's defaults for the rest."""
+    return FineTuneConfig(
+        epochs=settings.SIFT_FINETUNE_EPOCHS,
+        max_length=settings.SIFT_FINETUNE_MAX_LENGTH,
+        batch_size=settings.SIFT_FINETUNE_BATCH_SIZE,
+        checkpoint_every_steps=settings.SIFT_FINETUNE_CHECKPOINT_STEPS,
+        device=settings.SIFT_TRAINING_DEVICE,
+    )
+
+
+def run_folder(run: FineTuneRun) -> Path:
+    return Path(settings.SIFT_CHECKPOINT_DIR) / f"project-{run.project_id}" / f"run-{run.task_id}"
+
+
+def finetune(project_id: int, task_id: str) -> ModelVersion | None:
+    """Fine-tune one project's model; safe to run twice, and a redelivered task resumes.
+
+    Returns the new version (promoted or not), or None when there was nothing to do: the run
+    was already finished, another run is alive, or the run was cancelled.
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    run = _claim(project, task_id)
+    if run is None:
+        return None
+    heartbeat = _Heartbeat(run.pk)
+    heartbeat.start()
+    try:
+        version = run.version or _train_version(project, run)
+        if version.promoted:
+            rescore_pool(project.pk, version.number)
+        _finish(run, FineTuneRun.Status.DONE)
+        return version
+    except TrainingCancelled:
+        _finish(run, FineTuneRun.Status.CANCELLED)
+        return None
+    except Exception as exc:
+        _finish(run, FineTuneRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        heartbeat.stop()
+
+
+def _claim(project: Project, task_id: str) -> FineTuneRun | None:
+    """Take the run for this task; wait while a lost delivery of it may still be running."""
+    while True:
+        with transaction.atomic():
+            locked_state(project)  # one claim at a time per project
+            run, _ = FineTuneRun.objects.get_or_create(
+                task_id=task_id, defaults={"project": project}
+            )
+            if not run.is_active():
+                return None  # redelivered after it finished: nothing left to do
+            if run.cancel_requested:
+                _finish(run, FineTuneRun.Status.CANCELLED)
+                return None
+            if _alive(run) and run.status == FineTuneRun.Status.RUNNING:
+                pass  # the first delivery may still be training: wait below
+            else:
+                others = FineTuneRun.objects.filter(
+                    project=project, status=FineTuneRun.Status.RUNNING
+                ).exclude(pk=run.pk)
+                for other in others:
+                    if _alive(other):
+                        run.status = FineTuneRun.Status.CANCELLED
+                        run.last_error = "another fine-tune of this project was running"
+                        run.finished_at = timezone.now()
+                        run.save()
+                        return None
+                    other.status = FineTuneRun.Status.FAILED
+                    other.last_error = "its worker stopped answering"
+                    other.finished_at = timezone.now()
+                    other.save()
+                now = timezone.now()
+                run.status = FineTuneRun.Status.RUNNING
+                run.started_at = run.started_at or now
+                run.heartbeat_at = now
+                run.attempts += 1
+                run.last_error = ""
+                run.save()
+                return run
+        time.sleep(HEARTBEAT_SECONDS)
+
+
+def _alive(run: FineTuneRun) -> bool:
+    return run.heartbeat_at is not None and timezone.now() - run.heartbeat_at < HEARTBEAT_STALE
+
+
+def _finish(run: FineTuneRun, status: str, error: str = "") -> None:
+    FineTuneRun.objects.filter(pk=run.pk).update(
+        status=status, last_error=error, finished_at=timezone.now()
+    )
+    if status == FineTuneRun.Status.DONE:
+        for name in (CHECKPOINT_NAME, *(p.name for p in run_folder(run).glob("best-*.pt"))):
+            (run_folder(run) / name).unlink(missing_ok=True)
+
+
+class _Heartbeat(threading.Thread):
+    """Marks the run alive every few seconds, whatever the training loop is doing."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(daemon=True, name=f"finetune-heartbeat-{run_id}")
+        self.run_id = run_id
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stopped.wait(HEARTBEAT_SECONDS):
+                FineTuneRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
+def _train_version(project: Project, run: FineTuneRun) -> ModelVersion:
+    labels = list(project.labels.all())
+    _fix_training_set(project, run, labels)
+    texts = dict(Item.objects.filter(pk__in=run.item_ids).values_list("id", "text"))
+    rows = [i for i, item_id in enumerate(run.item_ids) if item_id in texts]
+    if not rows:
+        raise ValueError("the project has no labeled items to fine-tune on")
+    inputs = np.array([texts[run.item_ids[i]] for i in rows], dtype=object)
+    targets = np.asarray(run.targets, dtype=np.int64)[rows]
+    config = finetune_config()
+    warm = _weights_of(project, run.warm_start_version)
+    folder = run_folder(run)
+    checkpoint = load(folder / CHECKPOINT_NAME)
+    if checkpoint is not None:
+        FineTuneRun.objects.filter(pk=run.pk).update(
+            resumed_from_step=int(checkpoint["state"]["step"])
+        )
+        del checkpoint
+    classifier = FineTunedClassifier(
+        len(labels),
+        multi_label=project.multi_label,
+        model_path=_encoder_path(project),
+        config=config,
+        init_state=warm,
+        callbacks=[
+            ProgressCallback(lambda done, total: _progress(run, done, total)),
+            CancelCallback(
+                lambda: FineTuneRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+            ),
+        ],
+        checkpoint_dir=folder,
+        token_cache=_token_caches.get((str(_encoder_path(project)), config.max_length)),
+        stated_watts=settings.SIFT_DEVICE_WATTS or None,
+    )
+    started = time.perf_counter()
+    classifier.fit(inputs, targets)
+    train_seconds = time.perf_counter() - started
+    result = classifier.result
+    assert result is not None
+    assert classifier.token_cache is not None
+    _token_caches[(str(_encoder_path(project)), config.max_length)] = classifier.token_cache
+    close_old_connections()  # a long run may outlive the database connection
+
+    control = services.evaluation_set(project, labels)
+    control_texts = dict(Item.objects.filter(pk__in=control.item_ids).values_list("id", "text"))
+    control_ids = np.array(sorted(control_texts), dtype=np.int64)
+    evaluation = services._evaluation(
+        project,
+        labels,
+        classifier,
+        control,
+        control_ids,
+        np.array([control_texts[i] for i in control_ids.tolist()], dtype=object),
+    )
+    weights = folder / "weights.pt"
+    save_atomic(classifier.state_dict(), weights)
+    return _record_version(project, run, labels, result, evaluation, train_seconds, weights)
+
+
+def _fix_training_set(project: Project, run: FineTuneRun, labels: list[Label]) -> None:
+    """The first attempt fixes the labels and the warm start; later attempts reuse them."""
+    if run.snapshot_at is not None:
+        return
+    run.snapshot_at = timezone.now()
+    training = services.training_set(project, labels)
+    run.item_ids = list(training.item_ids)
+    run.targets = training.targets.tolist()
+    serving = _last_promoted_finetune(project)
+    run.warm_start_version = serving.number if serving else None
+    run.save(update_fields=["snapshot_at", "item_ids", "targets", "warm_start_version"])
+
+
+def _last_promoted_finetune(project: Project) -> ModelVersion | None:
+    return project.model_versions.filter(kind=KIND, promoted=True).exclude(weights_path="").first()
+
+
+def _weights_of(project: Project, number: int | None) -> dict[str, Any] | None:
+    if number is None:
+        return None
+    version = project.model_versions.filter(number=number).first()
+    if version is None or not version.weights_path:
+        return None
+    return load(Path(version.weights_path))
+
+
+def _encoder_path(project: Project) -> Path:
+    return Path(project.encoder.strip()) if project.encoder.strip() else default_encoder_path()
+
+
+def _progress(run: FineTuneRun, done: int, total: int) -> None:
+    FineTuneRun.objects.filter(pk=run.pk).update(step=done, total_steps=total)
+
+
+def _record_version(
+    project: Project,
+    run: FineTuneRun,
+    labels: list[Label],
+    result: TrainingResult,
+    evaluation: dict[str, object],
+    train_seconds: float,
+    weights: Path,
+) -> ModelVersion:
+    """Store the version and decide on promotion, in one transaction with the run."""
+    price = float(settings.SIFT_PRICE_PER_DEVICE_HOUR)
+    counts = {label.name: 0 for label in labels}
+    targets = np.asarray(run.targets)
+    for i, label in enumerate(labels):
+        counts[label.name] = int((targets == i).sum() if targets.ndim == 1 else targets[:, i].sum())
+    with transaction.atomic():
+        locked_state(project)
+        latest = project.model_versions.first()
+        serving = project.model_versions.filter(promoted=True).first()
+        promotion = promotion_decision(evaluation, serving)
+        version = ModelVersion.objects.create(
+            project=project,
+            number=(latest.number + 1) if latest else 1,
+            kind=KIND,
+            encoder=services.encoder_name(project),
+            strategy=project.strategy,
+            labels_used=len(run.item_ids),
+            class_counts=counts,
+            snapshot_at=run.snapshot_at or timezone.now(),
+            train_seconds=train_seconds,
+            device=result.device,
+            promoted=bool(promotion["promoted"]),
+            samples_per_second=result.samples_per_second,
+            peak_memory_bytes=result.peak_memory_bytes,
+            energy_wh=result.energy_wh,
+            energy_source=result.energy_source,
+            cost=price * train_seconds / 3600,
+            weights_path=str(weights),
+            metrics={
+                "evaluation": evaluation,
+                "promotion": promotion,
+                "training": {
+                    "precision": result.precision,
+                    "steps": result.steps,
+                    "epochs_run": result.epochs_run,
+                    "samples_seen": result.samples_seen,
+                    "effective_batch_size": result.effective_batch_size,
+                    "best_validation_loss": result.best_validation_loss,
+                    "stopped_early": result.stopped_early,
+                    "resumed_from_step": result.resumed_from_step,
+                    "warm_start_version": run.warm_start_version,
+                    "padding_fraction": result.padding_fraction,
+                },
+            },
+        )
+        FineTuneRun.objects.filter(pk=run.pk).update(
+            version=version, resumed_from_step=result.resumed_from_step
+        )
+        if version.promoted:
+            services.announce_promotion(version)
+    return version
+
+
+def promotion_decision(
+    evaluation: dict[str, object], serving: ModelVersion | None
+) -> dict[str, object]:
+    """Promote unless the serving version's evaluation accuracy is higher than this one's."""
+    accuracy = evaluation.get("accuracy")
+    baseline = (serving.metrics.get("evaluation") or {}).get("accuracy") if serving else None
+    decision: dict[str, object] = {
+        "accuracy": accuracy,
+        "baseline_version": serving.number if serving else None,
+        "baseline_accuracy": baseline,
+    }
+    if not isinstance(baseline, float):
+        return {**decision, "promoted": True, "reason": "no evaluated version to compare with"}
+    if not isinstance(accuracy, float):
+        return {**decision, "promoted": True, "reason": "too few random-control labels to compare"}
+    promoted = accuracy >= baseline
+    reason = "not worse than the serving version" if promoted else "worse than the serving version"
+    return {**decision, "promoted": promoted, "reason": reason}
+
+
+def rescore_pool(project_id: int, version_number: int) -> None:
+    """Score the unlabeled pool with a promoted fine-tuned version and rank the queue by it.
+
+    Skipped when a newer promoted version has ranked the queue meanwhile. Until it is done,
+    queue entries from an older version show as stale.
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    version = (
+        project.model_versions.filter(number=version_number, kind=KIND).first() if project else None
+    )
+    if project is None or version is None or not version.promoted:
+        return
+    labels = list(project.labels.all())
+    config = finetune_config()
+    classifier = FineTunedClassifier(
+        len(labels),
+        multi_label=project.multi_label,
+        model_path=_encoder_path(project),
+        config=config,
+        token_cache=_token_caches.get((str(_encoder_path(project)), config.max_length)),
+    ).load_state(load(Path(version.weights_path)) or {})
+    started = time.perf_counter()
+    meter = EnergyMeter(str(classifier.device), settings.SIFT_DEVICE_WATTS or None)
+    meter.start()
+    ids, vectors = services.ensure_embeddings(project)
+    pool_ids = set(
+        Item.objects.filter(project=project, answer_count__lt=project.overlap).values_list(
+            "id", flat=True
+        )
+    )
+    pool_rows = np.flatnonzero(np.isin(ids, np.fromiter(pool_ids, dtype=np.int64)))
+    texts = dict(Item.objects.filter(pk__in=ids[pool_rows].tolist()).values_list("id", "text"))
+    pool_texts = np.array([texts[int(i)] for i in ids[pool_rows]], dtype=object)
+    probabilities = classifier.predict_proba(pool_texts)
+    strategy: QueryStrategy
+    if project.strategy == "bald":
+        strategy = BaldStrategy(classifier.predict_proba_samples(pool_texts))
+    else:
+        strategy = STRATEGIES.get(project.strategy, STRATEGIES[DEFAULT_STRATEGY])()
+    labeled_rows = np.flatnonzero(~np.isin(ids, np.fromiter(pool_ids, dtype=np.int64)))
+    ranked = rank_pool(
+        probabilities,
+        vectors[pool_rows],
+        strategy,
+        batch_size=min(max(2 * project.retrain_every, 20), services.MAX_BATCH),
+        n_ranked=services.QUEUE_LENGTH,
+        rng=np.random.default_rng(version.number),
+        multi_label=project.multi_label,
+        labeled_embeddings=vectors[labeled_rows],
+    )
+    order = pool_rows[ranked]
+    by_row = dict(zip(order.tolist(), probabilities[ranked], strict=True))
+    score_seconds = time.perf_counter() - started
+    energy = meter.stop(score_seconds)
+    _write_ranking(
+        project, version, ids, order, by_row, labels, len(pool_rows), score_seconds, energy
+    )
+
+
+def _write_ranking(
+    project: Project,
+    version: ModelVersion,
+    ids: npt.NDArray[np.int64],
+    order: npt.NDArray[np.intp],
+    probabilities: dict[int, npt.NDArray[np.floating]],
+    labels: list[Label],
+    pool_size: int,
+    score_seconds: float,
+    energy_wh: float | None,
+) -> None:
+    price = float(settings.SIFT_PRICE_PER_DEVICE_HOUR)
+    with transaction.atomic():
+        state = locked_state(project)
+        version.refresh_from_db()
+        version.score_seconds += score_seconds
+        version.pool_size = pool_size
+        if version.energy_wh is not None and energy_wh is not None:
+            version.energy_wh += energy_wh
+        version.cost = price * (version.train_seconds + version.score_seconds) / 3600
+        version.save(update_fields=["score_seconds", "pool_size", "energy_wh", "cost"])
+        newer = project.model_versions.filter(number__gt=version.number, promoted=True)
+        if newer.exists():
+            log.info("Not ranking project %s by v%s: a newer version did", project.pk, version)
+            return
+        services.replace_queue(project, state, ids, order, probabilities, version.number, labels)
