@@ -179,7 +179,7 @@ class Quality:
     version: int
     n: int
     accuracy: float
-    accuracy_ci: tuple[float, float]
+    accuracy_ci: tuple[float, float] | None
     macro_f1: float | None
     macro_f1_ci: tuple[float, float] | None
     per_class: list[ClassQuality]
@@ -206,12 +206,12 @@ def latest_quality(project: Project) -> Quality | None:
         name: index for index, name in enumerate(project.labels.values_list("name", flat=True))
     }
     confusion = evaluation.get("confusion") or {"labels": [], "matrix": []}
-    ci, f1_ci = evaluation["accuracy_ci"], evaluation.get("macro_f1_ci")
+    ci, f1_ci = evaluation.get("accuracy_ci"), evaluation.get("macro_f1_ci")
     return Quality(
         version=number,
-        n=evaluation["n"],
+        n=evaluation.get("n", 0),
         accuracy=evaluation["accuracy"],
-        accuracy_ci=(ci[0], ci[1]),
+        accuracy_ci=(ci[0], ci[1]) if ci else None,
         macro_f1=evaluation.get("macro_f1"),
         macro_f1_ci=(f1_ci[0], f1_ci[1]) if f1_ci else None,
         # PostgreSQL's jsonb keeps no key order: list the labels in the project's order.

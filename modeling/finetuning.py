@@ -280,6 +280,9 @@ def _loader(
         num_workers=workers,
         prefetch_factor=config.prefetch_factor if workers else None,
         pin_memory=device.type == "cuda",
+        # Its own generator: an iterator drawing its seed from the global RNG would shift the
+        # dropout masks of a resumed run away from those of the uninterrupted one.
+        generator=torch.Generator().manual_seed(config.seed),
     )
 
 

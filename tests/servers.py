@@ -103,7 +103,12 @@ def running_redis(log_path: Path) -> Iterator[RedisServer]:
 
 @contextmanager
 def running_gunicorn(
-    env: Mapping[str, str], log_path: Path, *, workers: int = 2, threads: int = 8
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    workers: int = 2,
+    threads: int = 8,
+    access_log: bool = True,
 ) -> Iterator[str]:
     """Serve config.wsgi with gunicorn as production does; yields the base URL.
 
@@ -135,8 +140,7 @@ def running_gunicorn(
                 str(threads),
                 "--timeout",
                 "120",
-                "--access-logfile",
-                "-",
+                *(["--access-logfile", "-"] if access_log else []),
             ],
             cwd=ROOT,
             env=process_env,

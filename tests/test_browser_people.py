@@ -64,3 +64,29 @@ def test_lead_sees_the_throughput_chart_and_downloads_its_csv(
     lines = Path(download.value.path()).read_text().splitlines()
     assert lines[0] == "period_start,annotator,answers"
     assert [line.split(",")[1:] for line in lines[1:]] == [["bob", "6"], ["dora", "3"]]
+
+
+def test_reviewer_resolves_a_disagreement_with_one_click(
+    live_server: LiveServer, page: Page, alice: User, bob: User, dora: User, rita: User
+) -> None:
+    project = make_project(
+        alice, (bob, Role.ANNOTATOR), (dora, Role.ANNOTATOR), (rita, Role.REVIEWER), items=3
+    )
+    item = project.items.order_by("pk").first()
+    assert item is not None
+    submit_answer(project, bob, item, resolve_labels(project, ["positive"]))
+    submit_answer(project, dora, item, resolve_labels(project, ["negative"]))
+
+    log_in(page, live_server, rita)
+    page.goto(f"{live_server.url}/projects/{project.pk}/people/")
+    row = page.locator(f"#disagreement-{item.pk}")
+    expect(row).to_contain_text("bob: positive")
+    row.get_by_placeholder("Note (optional)").fill("irony: it is a complaint")
+    row.get_by_role("button", name="negative").click()
+
+    expect(page.locator(".messages")).to_contain_text(f"Item {item.pk} resolved.")
+    expect(page.locator(f"#disagreement-{item.pk}")).to_have_count(0)
+    ruling = page.locator(f"#ruling-{item.pk}")
+    expect(ruling).to_contain_text("negative")
+    expect(ruling).to_contain_text("rita")
+    expect(ruling).to_contain_text("irony: it is a complaint")

@@ -23,11 +23,12 @@ import requests
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.models import Count, F, Q
+from django.urls import reverse
 
 from labeling.models import Annotation, ApiToken, Item, Label, Project, Role
-from tests.conftest import PASSWORD, make_project, make_user
+from tests.conftest import PASSWORD, client_for, make_project, make_user
 from tests.servers import running_gunicorn
 from tests.worker import database_url_for_processes, wait_for
 
@@ -308,6 +309,22 @@ def test_a_dropped_database_connection_fails_requests_cleanly_and_the_next_ones_
     assert answers.count() == len(annotators)
     assert set(answers.values_list("labels", flat=True)) == {positive.pk}
     assert all(a.next_item() not in (None, served[a.username]) for a in annotators)
+
+
+def test_a_lost_database_connection_is_a_503_page_to_retry(
+    project: Project, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lose_the_connection(*args: object) -> None:
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr("labeling.views.lease_next_item", lose_the_connection)
+
+    response = client_for(bob).get(reverse("annotate", args=[project.pk]))
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert "Sift is briefly unavailable" in response.content.decode()
+    assert "administrator command" not in response.content.decode()
 
 
 def _web_backends() -> list[int]:

@@ -15,8 +15,8 @@ from modeling.encoders import default_encoder_path
 from modeling.finetuning import (
     Callback,
     Examples,
-    FineTunedClassifier,
     FineTuneConfig,
+    FineTunedClassifier,
     SmokeStepFailed,
     TokenCache,
     TrainingState,
