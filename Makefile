@@ -26,7 +26,7 @@ run: install
 	$(DEV_ENV) $(PY) manage.py migrate --no-input
 	$(DEV_ENV) $(PY) manage.py seed_demo
 	@echo "Sift is starting on http://127.0.0.1:8000 (Ctrl+C stops the web server and the worker)"
-	@$(DEV_ENV) sh -c '$(PY) -m celery -A config worker --loglevel=info --concurrency=1 & worker=$$!; \
+	@$(DEV_ENV) sh -c '$(PY) -m celery -A config worker -Q celery,gpu --loglevel=info --concurrency=1 & worker=$$!; \
 		trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
 		$(PY) manage.py runserver 127.0.0.1:8000'
 

@@ -12,6 +12,8 @@ with an API token and a keep-alive HTTP session, repeat GET .../queue/next/ then
 .../annotations/ for `--seconds`. The table gives p50/p99 of each request, requests/s (both
 kinds, all threads, over the phase's wall time), and how many retrains finished meanwhile. The
 run also checks that every acknowledged answer is in the database and no request failed.
+"web CPU ms/request" is the CPU time gunicorn used per request, which a busy machine changes
+less than latency.
 
     .venv/bin/python bench/bench_load.py
     .venv/bin/python bench/bench_load.py --annotators 8 32 64 --seconds 30 --items 20000
@@ -39,7 +41,7 @@ from bench_retrain import _seed as seed_project_with_embeddings
 from harness import REPO_ROOT, fresh_database, setup_django
 
 sys.path.insert(0, str(REPO_ROOT))
-from tests.servers import running_gunicorn, running_redis, wait_until
+from tests.servers import children_of, running_gunicorn, running_redis, wait_until
 
 BENCH_DATABASE = "sift_bench_load"
 LABEL_NAMES = ["world", "sports", "business", "science"]
@@ -54,6 +56,7 @@ class Phase:
     submit_ms: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     retrains: int = 0
+    web_cpu_s: float = 0.0
     acknowledged: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -220,12 +223,13 @@ def _run_phase(web: str, project_id: int, keys: list[str], seconds: float) -> Ph
         thread.start()
     versions_before = ModelVersion.objects.filter(project_id=project_id).count()
     ready.wait()
-    began = time.perf_counter()
+    began, cpu_before = time.perf_counter(), _web_cpu_seconds()
     time.sleep(seconds)  # the phase's length, not a synchronization
     stop.set()
     for thread in threads:
         thread.join()
     phase.wall_s = time.perf_counter() - began
+    phase.web_cpu_s = _web_cpu_seconds() - cpu_before
     phase.retrains = ModelVersion.objects.filter(project_id=project_id).count() - versions_before
     phase.acknowledged = len(acknowledged)
     phase.failures += _missing_answers(acknowledged)
@@ -234,6 +238,19 @@ def _run_phase(web: str, project_id: int, keys: list[str], seconds: float) -> Ph
         f"{phase.retrains} retrains"
     )
     return phase
+
+
+def _web_cpu_seconds() -> float:
+    """CPU time the gunicorn processes (this script's child and its workers) have used."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for child in children_of(os.getpid()):
+        if b"gunicorn" not in Path(f"/proc/{child}/cmdline").read_bytes():
+            continue
+        for pid in [child, *children_of(child)]:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
 
 
 def _missing_answers(acknowledged: list[tuple[str, int]]) -> list[str]:
@@ -258,15 +275,16 @@ def _report(args: argparse.Namespace, phases: list[Phase], command: str) -> None
     print()
     print(
         "| annotators | rounds | next-item p50 ms | next-item p99 ms | submit p50 ms "
-        "| submit p99 ms | requests/s | retrains | check |"
+        "| submit p99 ms | requests/s | web CPU ms/request | retrains | check |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for p in phases:
         requests_per_s = 2 * len(p.next_ms) / p.wall_s if p.wall_s else 0.0
         print(
             f"| {p.annotators} | {len(p.next_ms)} | {_percentile(p.next_ms, 50)} "
             f"| {_percentile(p.next_ms, 99)} | {_percentile(p.submit_ms, 50)} "
-            f"| {_percentile(p.submit_ms, 99)} | {requests_per_s:.1f} | {p.retrains} "
+            f"| {_percentile(p.submit_ms, 99)} | {requests_per_s:.1f} "
+            f"| {1000 * p.web_cpu_s / max(1, 2 * len(p.next_ms)):.1f} | {p.retrains} "
             f"| {'FAIL' if p.failures else 'OK'} |"
         )
     print()

@@ -199,7 +199,7 @@ def _true_labels_saved(
     live_model = HeadClassifier(len(labels)).fit(vectors[rows], training.targets)
     live_test_accuracy = float(np.mean(live_model.predict_proba(test_vectors).argmax(1) == test_y))
 
-    budget = 4000
+    budget = 2500
     curves = [
         run_simulation(
             vectors,

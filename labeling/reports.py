@@ -69,6 +69,17 @@ class VersionReport(Compute):
     cv_accuracy: float | None
     evaluation_accuracy: float | None
     evaluation_ci: tuple[float, float] | None
+    kind: str = "head"
+    promoted: bool = True
+    # Measured by the fine-tuning loop (None for the head): examples per second while
+    # training, and the peak memory of the run (GPU memory, or the process's on a CPU).
+    measured_samples_per_second: float | None = None
+    peak_memory_bytes: int | None = None
+    energy_measured: bool = False
+
+    @property
+    def train_samples_per_second(self) -> float | None:
+        return self.measured_samples_per_second or super().train_samples_per_second
 
 
 def version_reports(project: Project) -> list[VersionReport]:
@@ -85,9 +96,33 @@ def version_reports(project: Project) -> list[VersionReport]:
         # Only these keys: the metrics also hold every stop-set prediction.
         "metrics__cv_accuracy",
         "metrics__evaluation",
+        "kind",
+        "promoted",
+        "samples_per_second",
+        "peak_memory_bytes",
+        "energy_wh",
+        "energy_source",
+        "cost",
     )
     reports = []
-    for number, created_at, device, labels, pool, train, score, cv, evaluation in rows:
+    for (
+        number,
+        created_at,
+        device,
+        labels,
+        pool,
+        train,
+        score,
+        cv,
+        evaluation,
+        kind,
+        promoted,
+        samples_per_second,
+        peak_memory,
+        stored_energy,
+        energy_source,
+        stored_cost,
+    ) in rows:
         evaluation = evaluation or {}
         ci = evaluation.get("accuracy_ci")
         reports.append(
@@ -98,13 +133,21 @@ def version_reports(project: Project) -> list[VersionReport]:
                 samples_trained=labels,
                 samples_scored=pool,
                 labels=labels,
-                energy_wh=energy_wh(device, train + score),
-                cost=price * (train + score) / 3600,
+                # A fine-tuned version stored what it measured (NVML) or estimated itself.
+                energy_wh=(
+                    stored_energy if stored_energy is not None else energy_wh(device, train + score)
+                ),
+                cost=stored_cost if stored_cost is not None else price * (train + score) / 3600,
                 number=number,
                 created_at=created_at,
                 cv_accuracy=cv,
                 evaluation_accuracy=evaluation.get("accuracy"),
                 evaluation_ci=(ci[0], ci[1]) if ci else None,
+                kind=kind,
+                promoted=promoted,
+                measured_samples_per_second=samples_per_second,
+                peak_memory_bytes=peak_memory,
+                energy_measured=energy_source == "nvml",
             )
         )
     return reports

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from labeling.models import Item, Label, Project
@@ -211,7 +211,6 @@ def _train_version(project: Project, run: FineTuneRun) -> ModelVersion:
     assert result is not None
     assert classifier.token_cache is not None
     _token_caches[(str(_encoder_path(project)), config.max_length)] = classifier.token_cache
-    close_old_connections()  # a long run may outlive the database connection
 
     control = services.evaluation_set(project, labels)
     control_texts = dict(Item.objects.filter(pk__in=control.item_ids).values_list("id", "text"))
@@ -377,6 +376,8 @@ def rescore_pool(project_id: int, version_number: int) -> None:
         )
     )
     pool_rows = np.flatnonzero(np.isin(ids, np.fromiter(pool_ids, dtype=np.int64)))
+    if len(pool_rows) == 0:
+        return  # everything is labeled: nothing to rank
     texts = dict(Item.objects.filter(pk__in=ids[pool_rows].tolist()).values_list("id", "text"))
     pool_texts = np.array([texts[int(i)] for i in ids[pool_rows]], dtype=object)
     probabilities = classifier.predict_proba(pool_texts)

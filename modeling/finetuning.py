@@ -630,7 +630,7 @@ def _parameter_groups(
 def _encoder_layers(model: nn.Module) -> list[nn.Module]:
     """The transformer blocks, bottom first: the longest ModuleList in the model."""
     lists: list[nn.ModuleList] = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
-    return list(max(lists, key=len)) if lists else []
+    return max((list(blocks) for blocks in lists), key=len, default=[])
 
 
 def _token_embeddings(model: nn.Module) -> nn.Parameter | None:

@@ -2,8 +2,9 @@
 
 Random sampling's learning curve is measured on the random-control items, which are a uniform
 sample of the project: classifiers are trained on random subsets of them and scored on the
-rest. A power law ``accuracy(n) = a - b * n**-c`` fitted to those scores is inverted at the
-current model's accuracy to give the labels random sampling would have needed.
+rest, fold by fold. A power law ``accuracy(n) = a - b * n**-c`` fitted to those scores is
+inverted at the current model's accuracy on the same items to give the labels random sampling
+would have needed.
 """
 
 from __future__ import annotations
@@ -61,54 +62,67 @@ class PowerLaw:
 def labels_saved_estimate(
     X_control: npt.NDArray[np.floating],
     y_control: npt.NDArray[np.integer],
-    current_accuracy: float,
+    current_correct: npt.NDArray[np.bool_],
     labels_used: int,
     make_classifier: Callable[[], Classifier],
     rng: np.random.Generator,
     *,
     n_sizes: int = 8,
-    repeats: int = 3,
+    repeats: int = 2,
+    folds: int = 5,
     n_boot: int = 200,
 ) -> LabelsSaved:
-    """Labels random sampling would have needed for ``current_accuracy``, minus ``labels_used``.
+    """Labels random sampling would have needed for the current accuracy, minus ``labels_used``.
 
-    For each of ``repeats`` random orders of the control items, classifiers are trained on the
-    first ``n`` items for ``n_sizes`` sizes log-spaced from 10 to 80% of the set, and scored on
-    the last 20%. The power law is fitted to the mean score per size. The band is the 10th to
-    90th percentile over ``n_boot`` refits, each on repeats resampled with replacement per size.
+    The control items are dealt into ``folds`` folds (``repeats`` times, in new random orders).
+    For each fold, classifiers are trained on random subsets of the other folds, at
+    ``n_sizes`` sizes log-spaced from 10 to all of them, and predict the fold; so every
+    control item is predicted at every size. The power law is fitted to the share of correct
+    predictions per size and inverted at the current model's accuracy on the same items.
+
+    Scoring both on the same items pairs them: an easy or hard draw of control items lifts or
+    lowers both. The band is the 10th to 90th percentile over ``n_boot`` bootstrap resamples of
+    the control items, each refitting the curve and re-measuring the current accuracy on the
+    resample, so it covers the noise of both.
 
     Args:
         X_control: ``(n, dim)`` features of the labeled random-control items.
         y_control: ``(n,)`` their class indices.
-        current_accuracy: the current model's accuracy on the control items.
+        current_correct: ``(n,)`` whether the current model predicts each of them right.
         labels_used: labels the current model was trained on.
         make_classifier: builds a fresh, untrained classifier.
-        rng: draws the subsets and the bootstrap resamples.
+        rng: deals the folds, draws the subsets and the bootstrap resamples.
         n_sizes: number of subset sizes.
-        repeats: random orders per size.
-        n_boot: bootstrap refits for the band.
+        repeats: rounds of fold dealing.
+        folds: number of folds.
+        n_boot: bootstrap resamples for the band.
     """
     n = len(y_control)
     if n < MIN_CONTROL_LABELS:
         return LabelsSaved(reason=f"needs {MIN_CONTROL_LABELS} random-control labels, has {n}")
-    largest = int(0.8 * n)
+    current_correct = np.asarray(current_correct, dtype=bool)
+    largest = n - int(np.ceil(n / folds))  # the training part of the smallest split
     sizes = np.unique(np.geomspace(10, largest, n_sizes).round().astype(np.int64))
-    scores = np.empty((repeats, len(sizes)))
+    correct = np.zeros((repeats, len(sizes), n), dtype=bool)
     for r in range(repeats):
-        order = rng.permutation(n)
-        test = order[largest:]
-        for s, size in enumerate(sizes):
-            train = order[:size]
-            model = make_classifier().fit(X_control[train], y_control[train])
-            predicted = model.predict_proba(X_control[test]).argmax(axis=1)
-            scores[r, s] = np.mean(predicted == y_control[test])
+        fold_of = rng.permutation(n) % folds
+        for fold in range(folds):
+            test = np.flatnonzero(fold_of == fold)
+            order = rng.permutation(np.flatnonzero(fold_of != fold))
+            for s, size in enumerate(sizes):
+                train = order[:size]
+                model = make_classifier().fit(X_control[train], y_control[train])
+                predicted = model.predict_proba(X_control[test]).argmax(axis=1)
+                correct[r, s, test] = predicted == y_control[test]
+    per_item = correct.mean(axis=0)  # (sizes, n): each item's share of right predictions
 
-    curve = fit_power_law(sizes, scores.mean(axis=0))
+    curve = fit_power_law(sizes, per_item.mean(axis=1))
     if curve is None or curve.r_squared < MIN_R_SQUARED:
         return LabelsSaved(
             reason="random sampling's learning curve on the control items is too flat or "
             "noisy to fit yet"
         )
+    current_accuracy = float(current_correct.mean())
     limit = MAX_EXTRAPOLATION * largest
     needed = curve.labels_for(current_accuracy)
     if needed > limit:
@@ -119,21 +133,24 @@ def labels_saved_estimate(
             trusted_up_to=limit,
         )
 
-    picks = rng.integers(0, repeats, size=(n_boot, repeats, len(sizes)))
-    resampled = np.take_along_axis(scores[None, :, :].repeat(n_boot, axis=0), picks, axis=1)
+    # Resampled items as counts per item: one matrix product gives every resample's means.
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])
+    boot_scores = counts @ per_item.T / n  # (n_boot, sizes)
+    boot_current = counts @ current_correct / n  # (n_boot,)
     boot_needed = []
-    for mean_scores in resampled.mean(axis=1):
-        refit = fit_power_law(sizes, mean_scores)
-        boot_needed.append(refit.labels_for(current_accuracy) if refit else float("inf"))
+    for scores, accuracy in zip(boot_scores, boot_current, strict=True):
+        refit = fit_power_law(sizes, scores)
+        boot_needed.append(refit.labels_for(float(accuracy)) if refit else float("inf"))
     low, high = np.quantile(np.array(boot_needed), [0.1, 0.9])
     return LabelsSaved(
         estimate=round(needed) - labels_used,
-        low=round(low) - labels_used,
-        high=round(high) - labels_used if high <= limit else None,
+        low=min(round(low), round(needed)) - labels_used,
+        high=max(round(high), round(needed)) - labels_used if high <= limit else None,
         note=(
             f"random sampling's curve fitted as a - b*n^-c to classifiers trained on random "
-            f"subsets ({sizes[0]}-{sizes[-1]} of {n} control labels, {repeats} repeats); "
-            "band: 10th-90th percentile over bootstrap refits (the curve's uncertainty only)"
+            f"subsets of the control labels ({sizes[0]}-{sizes[-1]} of {n}, {folds}-fold, "
+            f"{repeats} repeats), inverted at the current model's accuracy on the same items; "
+            "band: 10th-90th percentile over bootstrap resamples of the control items"
         ),
         curve=curve,
         trusted_up_to=limit,

@@ -39,20 +39,32 @@ def request_retrain(project: Project) -> bool:
 
     Requests that arrive while a run is in progress merge into one follow-up run.
     """
+    # Most answers find their request covered already; they return without locking the row,
+    # so annotators answering together do not queue on it. A run that ends in between still
+    # starts the follow-up, which reads every answer committed before it.
+    if _covered(state_of(project), timezone.now()):
+        return False
     with transaction.atomic():
         state = locked_state(project)
         now = timezone.now()
+        if _covered(state, now):
+            return False
         if state.is_running():
             state.follow_up = True
             state.save(update_fields=["follow_up", "updated_at"])
-            return False
-        if state.queued_at is not None and now - state.queued_at < QUEUED_PATIENCE:
             return False
         state.queued_at = now
         state.save(update_fields=["queued_at", "updated_at"])
         project_id = project.pk
         transaction.on_commit(lambda: _enqueue(project_id))
     return True
+
+
+def _covered(state: ModelState, now: datetime) -> bool:
+    """A follow-up of the running run, or a request sent recently, will cover a new one."""
+    if state.is_running():
+        return state.follow_up
+    return state.queued_at is not None and now - state.queued_at < QUEUED_PATIENCE
 
 
 def _enqueue(project_id: int) -> None:

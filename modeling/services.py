@@ -177,7 +177,7 @@ def _refresh(project: Project) -> ModelVersion | None:
     evaluation = _evaluation(project, labels, classifier, control, ids, vectors)
     metrics["evaluation"] = evaluation
     metrics["labels_saved"] = _labels_saved(
-        project, labels, control, evaluation, len(training.item_ids), ids, vectors
+        project, labels, classifier, control, evaluation, len(training.item_ids), ids, vectors
     )
     metrics["stop_set"] = _stop_set(project, classifier, ids, vectors)
 
@@ -380,6 +380,7 @@ def _multi_label_evaluation(
 def _labels_saved(
     project: Project,
     labels: list[Label],
+    classifier: Classifier,
     control: TrainingSet,
     evaluation: dict[str, object],
     labels_used: int,
@@ -391,15 +392,15 @@ def _labels_saved(
         return {"reason": "not available for multi-label projects yet"}
     if project.train_on_control:
         return {"reason": "the model also trains on the random-control items: no fair baseline"}
-    current = evaluation.get("accuracy")
-    if not isinstance(current, float):
+    if not isinstance(evaluation.get("accuracy"), float):
         return {"reason": "too few random-control labels yet"}
     item_ids = np.array(control.item_ids, dtype=np.int64)
     embedded = np.isin(item_ids, ids)
+    X_control, y_control = vectors[_rows_of(ids, item_ids[embedded])], control.targets[embedded]
     estimate = labels_saved_estimate(
-        vectors[_rows_of(ids, item_ids[embedded])],
-        control.targets[embedded],
-        current,
+        X_control,
+        y_control,
+        classifier.predict_proba(X_control).argmax(axis=1) == y_control,
         labels_used,
         lambda: HeadClassifier(len(labels)),
         np.random.default_rng(0),

@@ -224,11 +224,9 @@ def test_thirty_two_annotators_label_at_once_and_every_acknowledged_answer_is_ke
     annotators += browsers
     ledger = Ledger()
 
-    started = time.monotonic()
     with ThreadPoolExecutor(ANNOTATORS) as pool:
         for done in [pool.submit(label_round, a, ledger, ANSWERS_EACH) for a in annotators]:
             done.result()
-    elapsed = time.monotonic() - started
 
     assert ledger.failures == []
     assert len(ledger.answered) == ANNOTATORS * ANSWERS_EACH
@@ -253,7 +251,6 @@ def test_thirty_two_annotators_label_at_once_and_every_acknowledged_answer_is_ke
         .filter(~Q(answer_count=F("answers")))
     )
     assert not drifted.exists()
-    assert elapsed < 60, f"{ANNOTATORS * ANSWERS_EACH} answers took {elapsed:.0f} s"
 
 
 def test_a_dropped_database_connection_fails_requests_cleanly_and_the_next_ones_recover(

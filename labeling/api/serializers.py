@@ -177,6 +177,12 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "metrics",
             "snapshot_at",
             "created_at",
+            "promoted",
+            "samples_per_second",
+            "peak_memory_bytes",
+            "energy_wh",
+            "energy_source",
+            "cost",
         ]
         read_only_fields = fields
 

@@ -155,11 +155,29 @@ def test_it_lists_the_strategies_when_one_is_unknown(tmp_path: Path):
         simulate("--train", str(train), "--strategy", "margin", "smart", "--out", str(tmp_path))
 
 
-def test_it_only_knows_the_head_model_for_now(tmp_path: Path):
+def test_it_lists_the_models_when_one_is_unknown(tmp_path: Path):
     train = write_dataset(tmp_path / "topics.csv")
 
-    with pytest.raises(CommandError, match=r"Unknown model 'finetune'; choose one of: head\."):
-        simulate("--train", str(train), "--model", "finetune", "--out", str(tmp_path))
+    with pytest.raises(
+        CommandError, match=r"Unknown model 'bert'; choose one of: head, finetune\."
+    ):
+        simulate("--train", str(train), "--model", "bert", "--out", str(tmp_path))
+
+
+def test_it_fine_tunes_the_transformer_round_after_round(tmp_path: Path):
+    train = write_dataset(tmp_path / "topics.csv")
+
+    output = simulate(
+        "--train", str(train), "--model", "finetune", "--strategy", "random", "--epochs", "1",
+        "--threads", "1", *SMALL_RUN[:4], "--budget", "12", "--repeats", "1",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+
+    assert "random, repeat 1/1" in output
+    with (tmp_path / "out" / "curves.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["labels"] for row in rows] == ["6", "12"]
+    assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)
 
 
 def test_a_file_with_one_class_cannot_train_a_classifier(tmp_path: Path):
