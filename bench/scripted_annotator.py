@@ -71,6 +71,9 @@ def _parse_args() -> argparse.Namespace:
         "--pause", type=float, default=0.2, help="seconds between answers (a fast human)"
     )
     parser.add_argument("--repeats", type=int, default=3, help="random-sampling runs to average")
+    parser.add_argument(
+        "--control-share", type=float, default=0.1, help="the project's random-control share"
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
     parser.add_argument(
         "--postgres-url",
@@ -101,7 +104,9 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     users = get_user_model().objects
     lead = users.create_user("lead")
     annotator = users.create_user("annotator")
-    project = Project.objects.create(name="AG News", retrain_every=10)
+    project = Project.objects.create(
+        name="AG News", retrain_every=10, random_control_share=args.control_share
+    )
     project.set_labels(CLASSES)
     project.add_member(lead, Role.LEAD)
     project.add_member(annotator, Role.ANNOTATOR)
@@ -156,6 +161,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     truth_figure = _true_labels_saved(project, truth, latest.labels_used, args.repeats)
     return {
         "answers": args.answers,
+        "control_share": args.control_share,
         "random_control_items": controls,
         "model_versions": versions,
         "items_served_per_model_version": {str(k): v for k, v in sorted(served_by_version.items())},

@@ -389,8 +389,8 @@ def resolve_item(request: AuthedRequest, project_id: int, item_id: int) -> HttpR
         except ValidationError as exc:
             form.add_error(None, exc)
     if form.errors:
-        for error in form.errors.values():
-            messages.error(request, " ".join(error))
+        for errors in form.errors.values():
+            messages.error(request, " ".join(str(error) for error in errors))
     else:
         messages.success(request, f"Item {item.pk} resolved.")
     return redirect(reverse("people", args=[project.pk]) + "#rulings")

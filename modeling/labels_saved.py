@@ -124,6 +124,14 @@ def labels_saved_estimate(
         )
     current_accuracy = float(current_correct.mean())
     limit = MAX_EXTRAPOLATION * largest
+    if labels_used > limit:
+        return LabelsSaved(
+            reason=f"random sampling's curve, measured on {n} control labels, cannot be "
+            f"extrapolated as far as the {labels_used} labels used (only to {limit}); "
+            "more random-control labels (a larger share) would allow an estimate",
+            curve=curve,
+            trusted_up_to=limit,
+        )
     needed = curve.labels_for(current_accuracy)
     if needed > limit:
         return LabelsSaved(

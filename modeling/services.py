@@ -270,8 +270,10 @@ def _majority_labels(
             picked.add(index[label_id])
     # A reviewer's ruling replaces the answers' majority.
     rulings: dict[int, set[int]] = defaultdict(set)
-    rows = Adjudication.objects.filter(item__project=project).values_list("item_id", "labels__id")
-    for item_id, label_id in rows:
+    ruled_rows = Adjudication.objects.filter(item__project=project).values_list(
+        "item_id", "labels__id"
+    )
+    for item_id, label_id in ruled_rows:
         if item_id in chosen and label_id is not None:
             rulings[item_id].add(index[label_id])
     for item_id, ruled in rulings.items():
@@ -321,7 +323,8 @@ def _evaluation(
     y_true = control.targets[embedded]
     probabilities = classifier.predict_proba(vectors[_rows_of(ids, item_ids[embedded])])
     if project.multi_label:
-        return _multi_label_evaluation(project, labels, y_true, probabilities >= 0.5)
+        y_chosen = (probabilities >= 0.5).astype(np.int64)
+        return _multi_label_evaluation(project, labels, y_true, y_chosen)
     y_pred = probabilities.argmax(axis=1)
     report = classification_report(y_true, y_pred, len(labels))
     f1 = partial(macro_f1, n_classes=len(labels))
@@ -353,7 +356,7 @@ def _multi_label_evaluation(
     project: Project,
     labels: list[Label],
     y_true: npt.NDArray[np.int64],
-    y_pred: npt.NDArray[np.bool_],
+    y_pred: npt.NDArray[np.int64],
 ) -> dict[str, object]:
     """Multi-label quality: "accuracy" is the share of items with exactly the right labels."""
     report = multi_label_report(y_true, y_pred)

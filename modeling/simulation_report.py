@@ -115,13 +115,8 @@ def _plot_labels_saved(path: Path, saved: Mapping[str, Sequence[SavedPoint]], ti
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for name, points in saved.items():
-        known = [point for point in points if point.labels_saved is not None]
-        axes.plot(
-            [point.labels for point in known],
-            [point.labels_saved for point in known],
-            marker=".",
-            label=name,
-        )
+        known = [(p.labels, p.labels_saved) for p in points if p.labels_saved is not None]
+        axes.plot([x for x, _ in known], [y for _, y in known], marker=".", label=name)
     axes.axhline(0, color="#6b7280", linewidth=1)
     axes.set_title(f"{title}: labels saved against random sampling (true figure)")
     axes.set_xlabel("labeled items")

@@ -139,3 +139,15 @@ def test_an_accuracy_beyond_the_curve_gives_a_lower_bound_instead_of_a_number() 
     assert saved.estimate is None
     assert saved.reason.startswith("random sampling would not reach 95% within the fitted curve")
     assert saved.reason.endswith("at least 8000 labels")
+
+
+def test_too_few_control_labels_for_the_labels_used_give_a_reason() -> None:
+    X, y = control_items(50)
+
+    saved = labels_saved_estimate(
+        X, y, right_on_share(50, 0.8), 500, CurveLearner, np.random.default_rng(0)
+    )
+
+    assert saved.estimate is None
+    assert saved.reason.startswith("random sampling's curve, measured on 50 control labels,")
+    assert "as far as the 500 labels used (only to 400)" in saved.reason
