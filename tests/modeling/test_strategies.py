@@ -10,6 +10,7 @@ import pytest
 from modeling.strategies import (
     DEFAULT_STRATEGY,
     STRATEGIES,
+    AdaptiveDensityDiverse,
     BadgeStrategy,
     CoreSet,
     DensityWeightedDiverse,
@@ -206,6 +207,42 @@ def test_density_weighting_prefers_the_uncertain_item_with_neighbours_over_the_o
 
     assert query(MarginStrategy(), probabilities, 1, embeddings) == [0]
     assert query(DensityWeightedDiverse(candidates_per_item=3), probabilities, 1, embeddings) == [1]
+
+
+
+def outlier_and_crowd() -> tuple[np.ndarray, np.ndarray]:
+    """Row 0 is a coin flip far from the rest; row 1 is less uncertain, amid a crowd."""
+    rng = np.random.default_rng(0)
+    crowd = unit(np.array([1.0, 0.0, 0.0]) + 0.05 * rng.normal(size=(9, 3)))
+    embeddings = np.vstack([unit([[0.3, 0.0, 1.0]]), crowd])
+    probabilities = np.array([[0.5, 0.5], [0.6, 0.4]] + [[0.95, 0.05]] * 8)
+    return embeddings, probabilities
+
+
+def test_adaptive_density_prefers_the_crowd_while_labels_per_class_are_few():
+    embeddings, probabilities = outlier_and_crowd()
+    strategy = AdaptiveDensityDiverse(candidates_per_item=3)
+    two_labeled = unit(np.ones((2, 3)))
+
+    assert query(strategy, probabilities, 1, embeddings) == [1]
+    assert query(strategy, probabilities, 1, embeddings, labeled_embeddings=two_labeled) == [1]
+
+
+def test_adaptive_density_follows_uncertainty_once_every_class_has_many_labels():
+    embeddings, probabilities = outlier_and_crowd()
+    strategy = AdaptiveDensityDiverse(candidates_per_item=3)
+    forty_labeled = unit(np.ones((40, 3)))  # 20 per class
+
+    assert query(strategy, probabilities, 1, embeddings, labeled_embeddings=forty_labeled) == [0]
+
+
+def test_adaptive_density_exponent_halves_at_the_half_point():
+    strategy = AdaptiveDensityDiverse(half_point=2.0)
+
+    assert strategy.density_exponent(0, 4) == 1.0
+    assert strategy.density_exponent(8, 4) == pytest.approx(0.5)
+    assert strategy.density_exponent(77, 77) == pytest.approx(2 / 3)
+    assert strategy.density_exponent(525, 4) < 0.02
 
 
 def test_kmeans_diversity_and_cold_start_take_at_most_one_item_per_clump():
