@@ -209,7 +209,6 @@ def test_density_weighting_prefers_the_uncertain_item_with_neighbours_over_the_o
     assert query(DensityWeightedDiverse(candidates_per_item=3), probabilities, 1, embeddings) == [1]
 
 
-
 def outlier_and_crowd() -> tuple[np.ndarray, np.ndarray]:
     """Row 0 is a coin flip far from the rest; row 1 is less uncertain, amid a crowd."""
     rng = np.random.default_rng(0)
