@@ -4,16 +4,16 @@
 #   docker run -e ... sift celery -A config worker --loglevel=info
 # torch comes from PyPI (a CUDA build on x86_64); for a smaller CPU-only image pass
 # --build-arg PIP_EXTRA_INDEX_URL=<PyTorch's CPU wheel index>.
-FROM python:3.11-slim
+FROM python:3.11-slim AS build
 
 ARG PIP_EXTRA_INDEX_URL=""
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    SIFT_VAR_DIR=/app/var
+    PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
+RUN python -m venv /opt/venv
 
 # Dependencies first, so code changes do not reinstall torch.
 COPY pyproject.toml README.md ./
@@ -24,8 +24,21 @@ RUN pip install .
 
 COPY . .
 RUN pip install --no-deps . \
-    && SECRET_KEY=build-only-not-secret python manage.py collectstatic --no-input \
-    && useradd --create-home --uid 1000 sift \
+    && SECRET_KEY=build-only-not-secret python manage.py collectstatic --no-input
+
+# The image that runs: the virtual environment and the app with its collected static files,
+# without the build stage's pip caches and leftovers.
+FROM python:3.11-slim AS runtime
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH \
+    SIFT_VAR_DIR=/app/var
+
+WORKDIR /app
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
+RUN useradd --create-home --uid 1000 sift \
     && mkdir -p /app/var/media \
     && chown -R sift /app/var
 

@@ -65,6 +65,17 @@ def test_every_service_has_a_healthcheck_and_the_web_app_waits_for_its_services(
     }
 
 
+def test_the_image_is_built_in_one_stage_and_runs_from_another() -> None:
+    instructions = dockerfile_instructions()
+    stages = [args for op, args in instructions if op == "FROM"]
+    assert stages == ["python:3.11-slim AS build", "python:3.11-slim AS runtime"]
+    runtime = instructions[instructions.index(("FROM", stages[-1])) :]
+    copies = [args for op, args in runtime if op == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv", "--from=build /app /app"]
+    # The CUDA variant is the same Dockerfile with another torch wheel index.
+    assert ("ARG", 'PIP_EXTRA_INDEX_URL=""') in instructions
+
+
 def test_the_image_runs_as_a_user_and_checks_its_own_health() -> None:
     instructions = dockerfile_instructions()
     users = [args for op, args in instructions if op == "USER"]
