@@ -41,7 +41,7 @@ from bench_retrain import _seed as seed_project_with_embeddings
 from harness import REPO_ROOT, fresh_database, setup_django
 
 sys.path.insert(0, str(REPO_ROOT))
-from tests.servers import children_of, running_gunicorn, running_redis, wait_until
+from tests.servers import children_of, running_gunicorn, running_redis, stop, wait_for
 
 BENCH_DATABASE = "sift_bench_load"
 LABEL_NAMES = ["world", "sports", "business", "science"]
@@ -144,15 +144,10 @@ def _running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: b" ready." in log_path.read_bytes(), 120, "the worker")
+        wait_for(lambda: b" ready." in log_path.read_bytes(), 120, "the worker")
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=60)
 
 
 def _warm_up(project_id: int) -> None:
@@ -163,7 +158,7 @@ def _warm_up(project_id: int) -> None:
 
     started = time.perf_counter()
     request_retrain(Project.objects.get(pk=project_id))
-    wait_until(
+    wait_for(
         lambda: ModelVersion.objects.filter(project_id=project_id).exists(), 300, "first model"
     )
     _log(f"first retrain in the worker: {time.perf_counter() - started:.1f}s")

@@ -337,18 +337,27 @@ def _evaluation(
         "accuracy_ci": list(bootstrap_ci(y_true, y_pred, accuracy, rng)),
         "macro_f1": report.macro_f1,
         "macro_f1_ci": list(bootstrap_ci(y_true, y_pred, f1, rng)),
-        "per_class": {
-            label.name: {
-                "precision": _finite_or_none(report.precision[i]),
-                "recall": _finite_or_none(report.recall[i]),
-                "support": int(report.support[i]),
-            }
-            for i, label in enumerate(labels)
-        },
+        "per_class": _per_class(labels, report.precision, report.recall, report.support),
         "confusion": {
             "labels": [label.name for label in labels],
             "matrix": report.confusion.tolist(),
         },
+    }
+
+
+def _per_class(
+    labels: list[Label],
+    precision: npt.NDArray[np.float64],
+    recall: npt.NDArray[np.float64],
+    support: npt.NDArray[np.int64],
+) -> dict[str, dict[str, float | int | None]]:
+    return {
+        label.name: {
+            "precision": _finite_or_none(precision[i]),
+            "recall": _finite_or_none(recall[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
     }
 
 
@@ -369,14 +378,7 @@ def _multi_label_evaluation(
         "macro_f1": report.macro_f1,
         "macro_f1_ci": list(bootstrap_ci(y_true, y_pred, multi_label_macro_f1, rng)),
         "micro_f1": report.micro_f1,
-        "per_class": {
-            label.name: {
-                "precision": _finite_or_none(report.precision[i]),
-                "recall": _finite_or_none(report.recall[i]),
-                "support": int(report.support[i]),
-            }
-            for i, label in enumerate(labels)
-        },
+        "per_class": _per_class(labels, report.precision, report.recall, report.support),
     }
 
 

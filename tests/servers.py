@@ -28,13 +28,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.1) -> None:
+    """Return once `condition()` holds; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.05)
+        time.sleep(poll)
     raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Ask a process to end, and kill it if it has not after `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _answers(url: str) -> bool:
@@ -74,7 +85,7 @@ class RedisServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(self._accepts_connections, 10, f"redis-server on port {self.port}")
+        wait_for(self._accepts_connections, 10, f"redis-server on port {self.port}")
 
     def kill(self) -> None:
         """SIGKILL: the broker vanishes with everything it held, as in a crash."""
@@ -149,19 +160,14 @@ def running_gunicorn(
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_until(
+            wait_for(
                 lambda: process.poll() is None and _answers(f"{base_url}/health/"),
                 60,
                 "gunicorn to answer /health/",
             )
             yield base_url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def children_of(pid: int) -> list[int]:

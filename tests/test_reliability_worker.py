@@ -24,7 +24,7 @@ from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
 from modeling.scheduling import request_retrain
 from tests.conftest import add_items, make_project, make_user, topic_of
 from tests.fixtures import finance_texts, sports_texts
-from tests.servers import kill_with_children, running_gunicorn, running_redis, wait_until
+from tests.servers import kill_with_children, running_gunicorn, running_redis
 from tests.worker import database_url_for_processes, running_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -230,16 +230,20 @@ def test_a_retrain_killed_in_training_and_again_in_scoring_is_redone_once(
         assert queue_versions(project) == {1}
 
         request_retrain(project)
-        wait_until(lambda: phase_is(project, Phase.TRAINING), 120, "the second run to train")
+        wait_for(
+            lambda: phase_is(project, Phase.TRAINING), 120, "the second run to train", poll=0.05
+        )
         kill_with_children(first)
     killed = state_of(project)
     assert killed.phase == Phase.TRAINING
     assert killed.running_since is not None
     run_id = killed.run_id
 
-    wait_until(lambda: unacknowledged_long_enough(project), 30, "the visibility timeout")
+    wait_for(lambda: unacknowledged_long_enough(project), 30, "the visibility timeout", poll=0.05)
     with running_worker(tmp_path / "second.log", extra_env=WORKER_ENV, purge=False) as second:
-        wait_until(lambda: phase_is(project, Phase.SCORING), 120, "the redelivered run to score")
+        wait_for(
+            lambda: phase_is(project, Phase.SCORING), 120, "the redelivered run to score", poll=0.05
+        )
         kill_with_children(second)
     killed = state_of(project)
     # The same task came back (same run id), and dying again left the queue as it was.
@@ -251,7 +255,7 @@ def test_a_retrain_killed_in_training_and_again_in_scoring_is_redone_once(
     assert queue_versions(project) == {1}
     assert QueueEntry.objects.filter(project=project).count() == queued
 
-    wait_until(lambda: unacknowledged_long_enough(project), 30, "the visibility timeout")
+    wait_for(lambda: unacknowledged_long_enough(project), 30, "the visibility timeout", poll=0.05)
     with running_worker(tmp_path / "third.log", extra_env=WORKER_ENV, purge=False):
         wait_for(
             lambda: project.model_versions.filter(number=2).exists() and is_idle(project),

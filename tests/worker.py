@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +14,9 @@ from django.conf import settings
 from django.db import connection
 
 from config.celery import app
+from tests.servers import stop, wait_for
+
+__all__ = ["database_url_for_processes", "running_worker", "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,15 +28,6 @@ def database_url_for_processes() -> str:
         return f"sqlite:///{db['NAME']}"
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}")
 
 
 @contextmanager
@@ -89,9 +82,4 @@ def running_worker(
             wait_for(lambda: b" ready." in log_path.read_bytes(), 60, "the worker to start")
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
