@@ -186,8 +186,10 @@ def _true_labels_saved(
     from modeling.classifiers import HeadClassifier
     from modeling.datasets import embed_cached, load_labeled
     from modeling.encoders import TextEncoder, default_encoder_path
+    from modeling.labels_saved import labels_to_reach
     from modeling.services import encoder_name, load_embeddings, training_set
     from modeling.simulation import run_simulation
+    from modeling.simulation_report import mean_curve
 
     assert isinstance(project, Project)
     ids, vectors = load_embeddings(project, encoder_name(project))
@@ -221,18 +223,8 @@ def _true_labels_saved(
         )
         for seed in range(repeats)
     ]
-    sizes = np.array([point.labels for point in curves[0]])
-    mean = np.mean([[point.accuracy for point in curve] for curve in curves], axis=0)
-    reached = np.flatnonzero(mean >= live_test_accuracy)
-    if len(reached) == 0:
-        needed: float | None = None
-    elif reached[0] == 0:
-        needed = float(sizes[0])
-    else:
-        # Linear between the last grid point below the accuracy and the first at or above it.
-        i = int(reached[0])
-        x0, x1, y0, y1 = sizes[i - 1], sizes[i], mean[i - 1], mean[i]
-        needed = float(x0 + (live_test_accuracy - y0) * (x1 - x0) / (y1 - y0))
+    sizes, mean = mean_curve(curves)
+    needed = labels_to_reach(sizes, mean, live_test_accuracy)
     return {
         "live_model_test_accuracy": live_test_accuracy,
         "random_accuracy_at_labels_used": float(np.interp(labels_used, sizes, mean)),
