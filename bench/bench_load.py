@@ -36,12 +36,18 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
 from bench_retrain import _seed as seed_project_with_embeddings
 from harness import REPO_ROOT, fresh_database, setup_django
 
 sys.path.insert(0, str(REPO_ROOT))
-from tests.servers import children_of, running_gunicorn, running_redis, stop, wait_for
+from tests.servers import (
+    children_of,
+    http_session,
+    running_gunicorn,
+    running_redis,
+    stop,
+    wait_for,
+)
 
 BENCH_DATABASE = "sift_bench_load"
 LABEL_NAMES = ["world", "sports", "business", "science"]
@@ -184,7 +190,7 @@ def _run_phase(web: str, project_id: int, keys: list[str], seconds: float) -> Ph
     api = f"{web}/api/v1/projects/{project_id}"
 
     def annotate(key: str, offset: int) -> None:
-        session = requests.Session()
+        session = http_session()
         session.headers["Authorization"] = f"Token {key}"
         session.get(f"{web}/health/", timeout=30)  # opens the keep-alive connection
         ready.wait()

@@ -18,6 +18,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,6 +30,29 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def http_session() -> requests.Session:
+    """A keep-alive HTTP client that resends a request whose pooled connection was closed.
+
+    gunicorn closes idle keep-alive connections after a couple of seconds; a request sent on
+    one at that moment is reset before the server reads it, and browsers simply send it again.
+    Answers carry client ids, so even a resent answer the server did read is stored once.
+    """
+    session = requests.Session()
+    # Only lost connections: every answer the server gives (a 503 included) reaches the caller.
+    retry = Retry(
+        total=3,
+        connect=3,
+        read=3,
+        status=0,
+        allowed_methods=None,
+        backoff_factor=0.1,
+        respect_retry_after_header=False,
+        raise_on_status=False,
+    )
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.1) -> None:

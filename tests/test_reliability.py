@@ -29,7 +29,7 @@ from django.urls import reverse
 
 from labeling.models import Annotation, ApiToken, Item, Label, Project, Role
 from tests.conftest import PASSWORD, client_for, make_project, make_user
-from tests.servers import running_gunicorn
+from tests.servers import http_session, running_gunicorn
 from tests.worker import database_url_for_processes, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -87,7 +87,7 @@ class ApiAnnotator:
     def __init__(self, base_url: str, project: Project, user: User) -> None:
         _, key = ApiToken.issue(user, "labeling script")
         self.username = user.username
-        self.session = requests.Session()
+        self.session = http_session()
         self.session.headers["Authorization"] = f"Token {key}"
         self.api = f"{base_url}/api/v1/projects/{project.pk}"
 
@@ -111,7 +111,7 @@ class BrowserAnnotator:
         self.username = user.username
         self.screen = f"{base_url}/projects/{project.pk}/label/"
         self.labels = {label.name: label.pk for label in project.labels.all()}
-        self.session = requests.Session()
+        self.session = http_session()
         self.page = ""
 
     def log_in(self) -> None:

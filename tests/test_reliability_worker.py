@@ -24,7 +24,7 @@ from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
 from modeling.scheduling import request_retrain
 from tests.conftest import add_items, make_project, make_user, topic_of
 from tests.fixtures import finance_texts, sports_texts
-from tests.servers import kill_with_children, running_gunicorn, running_redis
+from tests.servers import http_session, kill_with_children, running_gunicorn, running_redis
 from tests.worker import database_url_for_processes, running_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,7 +59,7 @@ class Annotator:
         user = make_user(username)
         project.add_member(user, Role.ANNOTATOR)
         _, key = ApiToken.issue(user, "labeling script")
-        self.session = requests.Session()
+        self.session = http_session()
         self.session.headers["Authorization"] = f"Token {key}"
         self.api = f"{base_url}/api/v1/projects/{project.pk}"
 
