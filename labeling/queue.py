@@ -67,10 +67,19 @@ def lease_next_item(project: Project, annotator: User) -> Item | None:
                 # Re-check with a fresh statement now that the row is locked: a lease committed
                 # after this transaction's query started is only visible from here.
                 if _is_available(item, project, annotator, now):
-                    Lease.objects.update_or_create(
-                        item=item,
-                        annotator=annotator,
-                        defaults={"project": project, "expires_at": now + project.lease_duration()},
+                    # One upsert: an expired lease of this annotator on this item is renewed.
+                    Lease.objects.bulk_create(
+                        [
+                            Lease(
+                                item=item,
+                                annotator=annotator,
+                                project=project,
+                                expires_at=now + project.lease_duration(),
+                            )
+                        ],
+                        update_conflicts=True,
+                        unique_fields=["item", "annotator"],
+                        update_fields=["project", "expires_at"],
                     )
                     if control and not item.is_random_control:
                         Item.objects.filter(pk=item.pk).update(is_random_control=True)
@@ -132,10 +141,24 @@ def _uniform(project: Project, annotator: User, now: datetime) -> QuerySet[Item]
 
 
 def _is_available(item: Item, project: Project, annotator: User, now: datetime) -> bool:
-    if Annotation.objects.filter(item=item, annotator=annotator).exists():
-        return False
-    others = Lease.objects.filter(item=item, expires_at__gt=now).exclude(annotator=annotator)
-    return item.answer_count + others.count() < project.overlap
+    # One statement for both checks: answered by this annotator, and leases held by others.
+    others = Lease.objects.filter(item=OuterRef("pk"), expires_at__gt=now).exclude(
+        annotator=annotator
+    )
+    checked = (
+        Item.objects.filter(pk=item.pk)
+        .annotate(
+            answered=Exists(Annotation.objects.filter(item=OuterRef("pk"), annotator=annotator)),
+            held_by_others=Coalesce(
+                Subquery(others.order_by().values("item").annotate(n=Count("pk")).values("n")),
+                0,
+            ),
+        )
+        .values_list("answered", "held_by_others")
+        .get()
+    )
+    answered, held_by_others = checked
+    return not answered and item.answer_count + held_by_others < project.overlap
 
 
 def suggestion_for(item: Item) -> tuple[list[Label], float] | None:

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from labeling.models import Adjudication, Annotation, Item, Label, Lease, Project
+from labeling.models import Adjudication, Annotation, Item, Label, Lease, Project, QueueEntry
 from labeling.queue import release_lease
 from modeling.scheduling import retrain_if_due
 
@@ -141,6 +141,12 @@ def _write_answer(
     annotation.labels.set(labels)
     if delta:
         Item.objects.filter(pk=item.pk).update(answer_count=F("answer_count") + delta)
+    if delta > 0:
+        # A fully answered item leaves the ranked queue at once: serving would otherwise step
+        # over every answered entry at the head of the queue until the next retrain rewrites it.
+        QueueEntry.objects.filter(
+            item=item, item__answer_count__gte=F("item__project__overlap")
+        ).delete()
     return annotation, created
 
 

@@ -69,6 +69,34 @@ def test_the_ranked_queue_comes_first_then_random_order(team: Project, bob: User
     assert set(served) == set(items)
 
 
+def test_a_fully_answered_item_leaves_the_ranked_queue_at_once(
+    alice: User, bob: User, dora: User
+) -> None:
+    project = make_project(alice, (bob, Role.ANNOTATOR), (dora, Role.ANNOTATOR), items=3, overlap=2)
+    items = list(project.items.order_by("id"))
+    for rank, item in enumerate(items):
+        QueueEntry.objects.create(project=project, item=item, rank=rank, score=1.0)
+
+    submit_answer(project, bob, items[1], [], skipped=True)
+    answer(project, bob, items[0])
+    assert set(QueueEntry.objects.values_list("item", flat=True)) == {i.pk for i in items}
+
+    answer(project, dora, items[0])
+
+    # Two answers of two: served out; the skipped and half-answered items keep their rank.
+    assert set(QueueEntry.objects.values_list("item", flat=True)) == {items[1].pk, items[2].pk}
+    assert lease_next_item(project, dora) == items[1]
+
+
+def test_a_renewed_lease_on_an_item_replaces_the_expired_one(team: Project, bob: User) -> None:
+    item = lease_next_item(team, bob)
+    Lease.objects.filter(item=item).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert lease_next_item(team, bob) == item
+    lease = Lease.objects.get(item=item, annotator=bob)
+    assert lease.expires_at > timezone.now()
+
+
 def test_overlap_serves_each_item_to_several_annotators(alice: User, bob: User, dora: User) -> None:
     project = make_project(alice, (bob, Role.ANNOTATOR), (dora, Role.ANNOTATOR), items=1, overlap=2)
     item = project.items.get()
