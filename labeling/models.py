@@ -95,7 +95,7 @@ class Project(models.Model):
     )
     strategy = models.CharField(
         max_length=40,
-        default="adaptive_density",
+        default="balanced_density",
         help_text="How the queue picks the next items once a model exists.",
     )
     show_suggestions = models.BooleanField(

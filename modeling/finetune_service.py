@@ -396,6 +396,7 @@ def rescore_pool(project_id: int, version_number: int) -> None:
         rng=np.random.default_rng(version.number),
         multi_label=project.multi_label,
         labeled_embeddings=vectors[labeled_rows],
+        labeled_counts=services.training_set(project, labels).counts_in_order(labels),
     )
     order = pool_rows[ranked]
     by_row = dict(zip(order.tolist(), probabilities[ranked], strict=True))

@@ -133,6 +133,10 @@ class TrainingSet:
     targets: npt.NDArray[np.int64]  # class indices, or an (n, n_classes) 0/1 matrix
     class_counts: dict[str, int]
 
+    def counts_in_order(self, labels: list[Label]) -> npt.NDArray[np.float64]:
+        """Labeled items per class in the project's label order, for class-balancing strategies."""
+        return np.array([self.class_counts.get(label.name, 0) for label in labels], np.float64)
+
 
 def _refresh(project: Project) -> ModelVersion | None:
     snapshot_at = timezone.now()
@@ -195,6 +199,7 @@ def _refresh(project: Project) -> ModelVersion | None:
         rng=rng,
         multi_label=project.multi_label,
         labeled_embeddings=X,
+        labeled_counts=training.counts_in_order(labels),
     )
     unseen = {label.pk for label in labels if training.class_counts.get(label.name, 0) == 0}
     seeds = _seed_rows(project, labels, unseen, vectors, pool_rows)

@@ -145,6 +145,9 @@ def run_simulation(
                 n_ranked=size,
                 rng=rng,
                 labeled_embeddings=train_emb[labeled],
+                labeled_counts=np.bincount(train_y[labeled], minlength=n_classes).astype(
+                    np.float64
+                ),
             )
             is_labeled[pool[picks]] = True
             seconds += time.perf_counter() - started

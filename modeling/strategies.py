@@ -116,6 +116,7 @@ class QueryStrategy(ABC):
         *,
         multi_label: bool = False,
         labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
     ) -> IndexArray:
         """Return up to ``n`` distinct row indices into the pool, most wanted first.
 
@@ -127,6 +128,8 @@ class QueryStrategy(ABC):
             multi_label: ``probabilities`` columns are independent per-label probabilities.
             labeled_embeddings: ``(n_labeled, dim)`` embeddings of already labeled items,
                 for strategies that spread out from them.
+            labeled_counts: ``(n_classes,)`` how many labeled items each class has, for
+                strategies that balance classes; the others ignore it.
         """
 
 
@@ -142,6 +145,7 @@ class RandomStrategy(QueryStrategy):
         *,
         multi_label: bool = False,
         labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
     ) -> IndexArray:
         pool_size = len(embeddings)
         return rng.choice(pool_size, size=min(n, pool_size), replace=False).astype(np.intp)
@@ -161,6 +165,7 @@ class _UncertaintyStrategy(QueryStrategy):
         *,
         multi_label: bool = False,
         labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
     ) -> IndexArray:
         return top_n(uncertainty_scores(probabilities, multi_label, self.measure), n)
 
@@ -198,6 +203,7 @@ class KMeansDiversity(QueryStrategy):
         *,
         multi_label: bool = False,
         labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
     ) -> IndexArray:
         return cold_start(embeddings, n, rng)
 
@@ -221,6 +227,7 @@ class CoreSet(QueryStrategy):
         *,
         multi_label: bool = False,
         labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
     ) -> IndexArray:
         pool_size = len(embeddings)
         n = min(n, pool_size)
@@ -273,6 +280,7 @@ class UncertainDiverse(QueryStrategy):
         *,
         multi_label: bool = False,
         labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
     ) -> IndexArray:
         scores = uncertainty_scores(probabilities, multi_label, self.measure)
         candidates = top_n(scores, self.candidates_per_item * n)
@@ -326,6 +334,7 @@ class DensityWeightedDiverse(QueryStrategy):
         *,
         multi_label: bool = False,
         labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
     ) -> IndexArray:
         scores = uncertainty_scores(probabilities, multi_label)
         candidates = top_n(scores, self.candidates_per_item * n)
@@ -339,6 +348,9 @@ class DensityWeightedDiverse(QueryStrategy):
         exponent = self.density_exponent(n_labeled, np.shape(probabilities)[1])
         density = _knn_density(points[candidates], reference, self.n_neighbors)
         weighted = scores[candidates] * density**exponent
+        weighted = self.balance(
+            weighted, np.asarray(probabilities)[candidates], exponent, labeled_counts
+        )
         kept = top_n(weighted, self.keep_per_item * n)
         candidates, weighted = candidates[kept], weighted[kept]
         if len(candidates) <= n:
@@ -350,11 +362,21 @@ class DensityWeightedDiverse(QueryStrategy):
         """How much density counts against uncertainty: ``weight = uncertainty * density**e``."""
         return 1.0
 
+    def balance(
+        self,
+        weighted: npt.NDArray[np.float64],
+        candidate_probabilities: FloatArray,
+        exponent: float,
+        labeled_counts: FloatArray | None,
+    ) -> npt.NDArray[np.float64]:
+        """Reweigh candidates by their likely class; unchanged here, see subclasses."""
+        return weighted
+
 
 class AdaptiveDensityDiverse(DensityWeightedDiverse):
     """Like :class:`DensityWeightedDiverse`, with density counting less as labels accrue.
 
-    The default strategy. With few labels per class, typical items teach a model most; once
+    With few labels per class, typical items teach a model most; once
     every class has a handful, the items on the decision boundary do (Hacohen et al., 2022,
     "Active learning on a budget"). So the density exponent is
     ``1 / (1 + labels_per_class / half_point)``: 1 with nothing labeled, 1/2 at
@@ -374,6 +396,145 @@ class AdaptiveDensityDiverse(DensityWeightedDiverse):
     def density_exponent(self, n_labeled: int, n_classes: int) -> float:
         labels_per_class = n_labeled / max(n_classes, 1)
         return 1.0 / (1.0 + labels_per_class / self.half_point)
+
+
+class ClassBalancedDensity(AdaptiveDensityDiverse):
+    """:class:`AdaptiveDensityDiverse` that spreads labels over classes while they are few.
+
+    The default strategy. Two changes help when a project has many classes (Banking77: 77
+    intents, 25 seed labels):
+
+    1. **Coverage while most classes have no label.** Below ``coverage_until`` labels per
+       class, part of each batch (all of it with nothing labeled, fading linearly to none at
+       ``coverage_until``) is chosen as in TypiClust (Hacohen et al., 2022, "Active learning
+       on a budget"): k-means the pool into ``n_labeled + n`` clusters, skip clusters that
+       already hold a labeled item, and take the item nearest the centroid of each remaining
+       cluster, largest first. A model cannot be uncertain about a class it has never seen;
+       typical items of uncovered regions find such classes.
+    2. **Class balance.** Each candidate's weight is divided by
+       ``(1 + expected labels of its class) ** (balance * e)``, where the expectation is the
+       predicted distribution times ``labeled_counts`` (the true labels of labeled items) and
+       ``e`` is the adaptive density exponent, so the push towards rare classes fades as
+       labels per class grow, as class-balanced selection does in Aggarwal et al. (2021),
+       "Active learning for imbalanced datasets". Without ``labeled_counts`` there is no
+       balancing.
+
+    On a 4-topic project, where 25 seed labels already give six per class, both fade to
+    little and it behaves like :class:`AdaptiveDensityDiverse`. Offline (`simulate`, 3
+    repeats) on Banking77 it reached random's 525-label accuracy at 250 labels instead of 275.
+
+    Args:
+        balance: strength of the class balance at the start (``e = 1``).
+        coverage_until: labels per class at which the coverage part of a batch reaches zero.
+        coverage_sample: k-means for coverage runs on a random sample of at most this many
+            pool items.
+    """
+
+    def __init__(
+        self,
+        balance: float = 2.0,
+        coverage_until: float = 1.0,
+        coverage_sample: int = 5_000,
+        **kwargs: float,
+    ) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.balance_strength = balance
+        self.coverage_until = coverage_until
+        self.coverage_sample = coverage_sample
+
+    def query(
+        self,
+        probabilities: FloatArray,
+        embeddings: FloatArray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        multi_label: bool = False,
+        labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
+    ) -> IndexArray:
+        n_labeled = 0 if labeled_embeddings is None else len(labeled_embeddings)
+        labels_per_class = n_labeled / max(np.shape(probabilities)[1], 1)
+        n_coverage = 0
+        if labels_per_class < self.coverage_until:
+            n_coverage = round(n * (1.0 - labels_per_class / self.coverage_until))
+        covering = uncovered_typical(
+            embeddings, labeled_embeddings, n_coverage, rng, self.coverage_sample
+        )
+        if len(covering) >= n:
+            return covering[:n]
+        # Ask for more than the rest so that items already in `covering` can be skipped.
+        ranked = super().query(
+            probabilities,
+            embeddings,
+            n + len(covering),
+            rng,
+            multi_label=multi_label,
+            labeled_embeddings=labeled_embeddings,
+            labeled_counts=labeled_counts,
+        )
+        rest = ranked[~np.isin(ranked, covering)]
+        return np.concatenate([covering, rest])[:n].astype(np.intp)
+
+    def balance(
+        self,
+        weighted: npt.NDArray[np.float64],
+        candidate_probabilities: FloatArray,
+        exponent: float,
+        labeled_counts: FloatArray | None,
+    ) -> npt.NDArray[np.float64]:
+        if labeled_counts is None:
+            return weighted
+        expected = np.asarray(candidate_probabilities, np.float64) @ np.asarray(
+            labeled_counts, np.float64
+        )
+        result: npt.NDArray[np.float64] = weighted * (1.0 + expected) ** (
+            -self.balance_strength * exponent
+        )
+        return result
+
+
+def uncovered_typical(
+    embeddings: FloatArray,
+    labeled_embeddings: FloatArray | None,
+    n: int,
+    rng: np.random.Generator,
+    max_sample: int = 5_000,
+) -> IndexArray:
+    """Typical items of the regions no labeled item covers (TypiClust, Hacohen et al. 2022).
+
+    k-means a random sample of at most ``max_sample`` pool items into ``n_labeled + n``
+    clusters; clusters whose centroid is the nearest one of some labeled item count as covered.
+    For each uncovered cluster, largest first, returns the pool item nearest its centroid.
+
+    Returns:
+        At most ``n`` distinct row indices into ``embeddings``; fewer when fewer clusters are
+        uncovered.
+    """
+    if n <= 0 or len(embeddings) == 0:
+        return np.empty(0, dtype=np.intp)
+    sample = np.arange(len(embeddings))
+    if len(embeddings) > max_sample:
+        sample = np.sort(rng.choice(len(embeddings), size=max_sample, replace=False))
+    n_labeled = 0 if labeled_embeddings is None else len(labeled_embeddings)
+    k = min(len(sample), n_labeled + n)
+    centroids, assignment = kmeans(np.asarray(embeddings)[sample], k, rng)
+    sizes = np.bincount(assignment, minlength=k)
+    covered = np.zeros(k, dtype=bool)
+    if labeled_embeddings is not None and n_labeled:
+        labeled = np.asarray(labeled_embeddings, dtype=np.float32)
+        covered[np.argmin(_squared_distances(labeled, centroids), axis=1)] = True
+    order = [c for c in np.argsort(-sizes, kind="stable") if not covered[c] and sizes[c] > 0]
+    wanted = np.asarray(order[:n], dtype=np.intp)
+    if len(wanted) == 0:
+        return np.empty(0, dtype=np.intp)
+    # Distances from the whole pool to the wanted centroids only (at most n columns).
+    distances = _squared_distances(np.asarray(embeddings, dtype=np.float32), centroids[wanted])
+    picks: list[int] = []
+    for column in range(len(wanted)):
+        nearest = top_n(-distances[:, column], len(wanted) + 1)
+        picks.append(next(int(i) for i in nearest if int(i) not in picks))
+    return np.asarray(picks, dtype=np.intp)
 
 
 class BadgeStrategy(QueryStrategy):
@@ -410,6 +571,7 @@ class BadgeStrategy(QueryStrategy):
         *,
         multi_label: bool = False,
         labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
     ) -> IndexArray:
         rows = np.arange(len(embeddings), dtype=np.intp)
         if self.candidates_per_item is not None:
@@ -697,10 +859,11 @@ STRATEGIES: dict[str, type[QueryStrategy]] = {
     "badge": BadgeStrategy,
     "density_diverse": DensityWeightedDiverse,
     "adaptive_density": AdaptiveDensityDiverse,
+    "balanced_density": ClassBalancedDensity,
 }
 """Strategy classes by the name stored on a project; instantiate with no arguments."""
 
-DEFAULT_STRATEGY = "adaptive_density"
+DEFAULT_STRATEGY = "balanced_density"
 
 
 class BaldStrategy(QueryStrategy):
@@ -732,6 +895,7 @@ class BaldStrategy(QueryStrategy):
         *,
         multi_label: bool = False,
         labeled_embeddings: FloatArray | None = None,
+        labeled_counts: FloatArray | None = None,
     ) -> IndexArray:
         if self.samples is None:
             return top_n(uncertainty_scores(probabilities, multi_label, "entropy"), n)

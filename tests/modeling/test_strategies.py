@@ -7,11 +7,13 @@ import time
 import numpy as np
 import pytest
 
+from modeling.ranking import rank_pool
 from modeling.strategies import (
     DEFAULT_STRATEGY,
     STRATEGIES,
     AdaptiveDensityDiverse,
     BadgeStrategy,
+    ClassBalancedDensity,
     CoreSet,
     DensityWeightedDiverse,
     EntropyStrategy,
@@ -26,6 +28,7 @@ from modeling.strategies import (
     nearest_to,
     top_n,
     uncertainty_scores,
+    uncovered_typical,
 )
 
 
@@ -244,6 +247,63 @@ def test_adaptive_density_exponent_halves_at_the_half_point():
     assert strategy.density_exponent(525, 4) < 0.02
 
 
+def test_balanced_density_prefers_the_class_with_fewer_labels():
+    # Item 0 is a little more uncertain, but both labeled items are of its likely class.
+    embeddings = unit([[1.0, 0.1, 0.0], [0.1, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    probabilities = [[0.52, 0.48], [0.45, 0.55], [0.99, 0.01]]
+    strategy = ClassBalancedDensity(candidates_per_item=3, coverage_until=0.0)
+    two_labeled = unit(np.ones((2, 3)))
+    counts = np.array([2, 0])
+
+    assert query(strategy, probabilities, 1, embeddings, labeled_embeddings=two_labeled) == [0]
+    picks = query(
+        strategy,
+        probabilities,
+        1,
+        embeddings,
+        labeled_embeddings=two_labeled,
+        labeled_counts=counts,
+    )
+    assert picks == [1]
+
+
+def test_balanced_density_without_counts_matches_adaptive_density_once_classes_have_labels():
+    embeddings, probabilities = outlier_and_crowd()
+    forty_labeled = unit(np.ones((40, 3)))
+    balanced = ClassBalancedDensity(candidates_per_item=3)
+    adaptive = AdaptiveDensityDiverse(candidates_per_item=3)
+
+    for labeled in (unit(np.ones((2, 3))), forty_labeled):  # one and 20 labels per class
+        assert query(balanced, probabilities, 2, embeddings, labeled_embeddings=labeled) == query(
+            adaptive, probabilities, 2, embeddings, labeled_embeddings=labeled
+        )
+
+
+def test_balanced_density_starts_a_cold_project_in_every_clump():
+    # Three tight clumps; the model is most uncertain about clump a, but nothing is labeled yet.
+    rng = np.random.default_rng(0)
+    centres = np.eye(3)
+    embeddings = unit(np.repeat(centres, 5, axis=0) + 0.01 * rng.normal(size=(15, 3)))
+    probabilities = np.array([[0.5, 0.5]] * 5 + [[0.9, 0.1]] * 10)
+    picks = query(ClassBalancedDensity(), probabilities, 3, embeddings)
+
+    assert sorted(p // 5 for p in picks) == [0, 1, 2]
+
+
+def test_uncovered_typical_skips_the_clump_already_labeled():
+    rng = np.random.default_rng(0)
+    embeddings = unit(np.repeat(np.eye(3), 5, axis=0) + 0.01 * rng.normal(size=(15, 3)))
+    labeled = unit([[1.0, 0.0, 0.0]])
+
+    picks = uncovered_typical(embeddings, labeled, 2, np.random.default_rng(0))
+
+    assert sorted(int(p) // 5 for p in picks) == [1, 2]
+
+
+def test_the_default_strategy_is_balanced_density():
+    assert STRATEGIES[DEFAULT_STRATEGY] is ClassBalancedDensity
+
+
 def test_kmeans_diversity_and_cold_start_take_at_most_one_item_per_clump():
     embeddings, probabilities, clump_a, clump_b = two_duplicate_clumps_and_spread_points()
 
@@ -327,7 +387,7 @@ def test_default_strategy_queries_a_100k_pool_quickly():
     strategy = STRATEGIES[DEFAULT_STRATEGY]()
 
     started = time.perf_counter()
-    picks = strategy.query(probabilities, embeddings, 25, rng)
+    picks = rank_pool(probabilities, embeddings, strategy, 25, 25, rng)
     elapsed = time.perf_counter() - started
 
     assert len(set(picks.tolist())) == 25
