@@ -17,7 +17,7 @@ from django.db.models import Count
 from labeling.charts import BarChart, LineChart, category_bars, line_chart
 from labeling.models import Project
 from modeling.energy import energy_wh
-from modeling.labels_saved import PowerLaw
+from modeling.labels_saved import LearningCurve
 
 EVALUATION = "evaluation accuracy"
 CROSS_VALIDATED = "cross-validated accuracy"
@@ -293,7 +293,7 @@ def confusion_csv_rows(quality: Quality | None) -> Iterator[list[object]]:
 class RandomBaseline:
     """Random sampling's learning curve, fitted on the random control by the latest retrain."""
 
-    curve: PowerLaw
+    curve: LearningCurve
     up_to: int  # labels beyond this are too far from the fitted range to trust
 
     def accuracy_at(self, labels: int) -> float | None:
@@ -312,7 +312,8 @@ def random_baseline(project: Project) -> RandomBaseline | None:
     )
     if not fitted:
         return None
-    curve = PowerLaw(a=fitted["a"], b=fitted["b"], c=fitted["c"], r_squared=float("nan"))
+    # Versions fitted before the curve had a shape parameter were power laws (d = 0).
+    curve = LearningCurve(a=fitted["a"], b=fitted["b"], c=fitted["c"], d=fitted.get("d", 0.0))
     return RandomBaseline(curve, int(fitted["up_to"]))
 
 

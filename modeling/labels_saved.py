@@ -2,9 +2,15 @@
 
 Random sampling's learning curve is measured on the random-control items, which are a uniform
 sample of the project: classifiers are trained on random subsets of them and scored on the
-rest, fold by fold. A power law ``accuracy(n) = a - b * n**-c`` fitted to those scores is
-inverted at the current model's accuracy on the same items to give the labels random sampling
-would have needed.
+rest, fold by fold. A learning curve fitted to those scores is inverted at the current model's
+accuracy on the same items to give the labels random sampling would have needed.
+
+The curve's shape beyond the measured sizes is the weak point: a power law keeps rising,
+while classifiers on frozen embeddings often level off. So the fitted family spans both,
+``accuracy(n) = a - b * exp(-c * (n**d - 1) / d)``: ``d = 0`` is the power law
+``a - b * n**-c``, larger ``d`` levels off sooner (``d = 1`` is exponential). Every shape is
+fitted to every bootstrap resample and weighted by how well it fits, so the band carries the
+doubt about the shape as well as the noise of the control items.
 """
 
 from __future__ import annotations
@@ -23,40 +29,50 @@ MIN_CONTROL_LABELS = 40
 MIN_R_SQUARED = 0.5
 # Beyond this multiple of the largest subset trained on, the curve is not extrapolated.
 MAX_EXTRAPOLATION = 10
-# Power-law exponents tried; for each, a and b follow by least squares.
-EXPONENTS = np.linspace(0.05, 2.0, 79)
+# Decay rates and shapes tried (d = 0: power law, d = 1: exponential); for each pair, a and b
+# follow by least squares.
+RATES = np.geomspace(0.02, 4.0, 60)
+SHAPES = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0])
+# The band: these percentiles of the bootstrap resamples' labels needed.
+BAND = (10, 90)
+
+
+@dataclass(frozen=True)
+class LearningCurve:
+    """``accuracy(n) = a - b * exp(-c * (n**d - 1) / d)``; at ``d = 0``, ``a - b * n**-c``."""
+
+    a: float
+    b: float
+    c: float
+    d: float = 0.0
+    r_squared: float = float("nan")
+
+    def accuracy_at(self, labels: float) -> float:
+        """The curve's accuracy after ``labels`` labels."""
+        return float(self.a - self.b * np.exp(-self.c * _stretched_log(labels, self.d)))
+
+    def labels_for(self, accuracy: float) -> float:
+        """Labels at which the curve reaches ``accuracy``; inf where it never does."""
+        return float(_labels_for(self.a, self.b, self.c, self.d, accuracy))
 
 
 @dataclass(frozen=True)
 class LabelsSaved:
-    """Labels saved, with a band; or, where the data cannot support a number, the reason."""
+    """Labels saved, with a band; or, where the data cannot support a number, the reason.
+
+    With ``at_least`` set, random sampling would need more labels than its curve can be
+    trusted for: ``low`` is then a lower bound, ``estimate`` and ``high`` are None.
+    """
 
     estimate: int | None = None
     low: int | None = None
-    high: int | None = None  # None with an estimate: the band reaches beyond the fitted range
+    high: int | None = None  # None with a `low`: the band reaches beyond the trusted range
+    at_least: bool = False
     note: str = ""
     reason: str = ""
     # Random sampling's fitted learning curve, trusted up to `trusted_up_to` labels.
-    curve: PowerLaw | None = None
+    curve: LearningCurve | None = None
     trusted_up_to: int = 0
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    a: float
-    b: float
-    c: float
-    r_squared: float
-
-    def accuracy_at(self, labels: float) -> float:
-        """The curve's accuracy after ``labels`` labels."""
-        return float(self.a - self.b * labels ** (-self.c))
-
-    def labels_for(self, accuracy: float) -> float:
-        """Labels at which the curve reaches ``accuracy``; inf where it never does."""
-        if accuracy >= self.a:
-            return float("inf")
-        return float((self.b / (self.a - accuracy)) ** (1.0 / self.c))
 
 
 def labels_saved_estimate(
@@ -77,13 +93,19 @@ def labels_saved_estimate(
     The control items are dealt into ``folds`` folds (``repeats`` times, in new random orders).
     For each fold, classifiers are trained on random subsets of the other folds, at
     ``n_sizes`` sizes log-spaced from 10 to all of them, and predict the fold; so every
-    control item is predicted at every size. The power law is fitted to the share of correct
-    predictions per size and inverted at the current model's accuracy on the same items.
+    control item is predicted at every size. A learning curve (see the module docstring) is
+    fitted to the share of correct predictions per size and inverted at the current model's
+    accuracy on the same items.
 
     Scoring both on the same items pairs them: an easy or hard draw of control items lifts or
-    lowers both. The band is the 10th to 90th percentile over ``n_boot`` bootstrap resamples of
-    the control items, each refitting the curve and re-measuring the current accuracy on the
-    resample, so it covers the noise of both.
+    lowers both. ``n_boot`` bootstrap resamples of the control items each refit the curve in
+    every shape ``SHAPES`` (weighted by fit, see :func:`_needed_per_shape`) and re-measure the
+    current accuracy on the resample; the band is the 10th to 90th percentile of their labels
+    needed, so it covers the noise of both and the doubt about how the curve goes on, and
+    the estimate is their median. A band beyond the trusted range (``MAX_EXTRAPOLATION`` times
+    the largest subset) stays open upward. Where the median lies beyond it, the result is a
+    lower bound, at least the band's low end; or, where that bound is not above the labels
+    used, a reason.
 
     Args:
         X_control: ``(n, dim)`` features of the labeled random-control items.
@@ -116,80 +138,197 @@ def labels_saved_estimate(
                 correct[r, s, test] = predicted == y_control[test]
     per_item = correct.mean(axis=0)  # (sizes, n): each item's share of right predictions
 
-    curve = fit_power_law(sizes, per_item.mean(axis=1))
-    if curve is None or curve.r_squared < MIN_R_SQUARED:
+    measured = per_item.mean(axis=1)
+    curve = fit_learning_curve(sizes, measured)
+    # A rise of one control item's worth or less is no curve at all, however well it fits.
+    rise = float(measured.max() - measured[0])
+    if curve is None or curve.r_squared < MIN_R_SQUARED or round(rise * n, 6) <= 1:
         return LabelsSaved(
             reason="random sampling's learning curve on the control items is too flat or "
             "noisy to fit yet"
         )
-    current_accuracy = float(current_correct.mean())
     limit = MAX_EXTRAPOLATION * largest
-    if labels_used > limit:
-        return LabelsSaved(
-            reason=f"random sampling's curve, measured on {n} control labels, cannot be "
-            f"extrapolated as far as the {labels_used} labels used (only to {limit}); "
-            "more random-control labels (a larger share) would allow an estimate",
-            curve=curve,
-            trusted_up_to=limit,
-        )
-    needed = curve.labels_for(current_accuracy)
-    if needed > limit:
-        return LabelsSaved(
-            reason=f"random sampling would not reach {current_accuracy:.0%} within the fitted "
-            f"curve (it levels off at {min(curve.a, 1.0):.0%}): at least {limit} labels",
-            curve=curve,
-            trusted_up_to=limit,
-        )
 
     # Resampled items as counts per item: one matrix product gives every resample's means.
     counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])
     boot_scores = counts @ per_item.T / n  # (n_boot, sizes)
     boot_current = counts @ current_correct / n  # (n_boot,)
-    boot_needed = []
-    for scores, accuracy in zip(boot_scores, boot_current, strict=True):
-        refit = fit_power_law(sizes, scores)
-        boot_needed.append(refit.labels_for(float(accuracy)) if refit else float("inf"))
-    low, high = np.quantile(np.array(boot_needed), [0.1, 0.9])
+    needed, weights = _needed_per_shape(sizes, boot_scores, boot_current)
+    low, middle, high = _weighted_quantiles(needed, weights, [BAND[0] / 100, 0.5, BAND[1] / 100])
+    current_accuracy = float(current_correct.mean())
+    note = (
+        f"random sampling's curve fitted as a - b*exp(-c*(n^d-1)/d), from a power law (d = 0) "
+        f"to one that levels off, on classifiers trained on random subsets of the control "
+        f"labels ({sizes[0]}-{sizes[-1]} of {n}, {folds}-fold, {repeats} repeats) and inverted "
+        f"at the current model's {current_accuracy:.0%} on the same items; band: "
+        f"{BAND[0]}th-{BAND[1]}th percentile over bootstrap resamples of the control items, "
+        f"each refitting the curve's shape; trusted up to {limit} labels"
+    )
+    if middle > limit:
+        # Random sampling needs more labels than its curve can be trusted for: a lower bound.
+        at_least = round(min(low, limit))
+        if at_least <= labels_used:
+            span = f"from {at_least} to " if at_least < limit else ""
+            return LabelsSaved(
+                reason=f"cannot tell yet: random sampling would need {span}more than the "
+                f"{limit} labels its curve can be trusted for to reach {current_accuracy:.0%}, "
+                f"against {labels_used} used; more random-control labels would narrow that",
+                curve=curve,
+                trusted_up_to=limit,
+            )
+        return LabelsSaved(
+            low=at_least - labels_used,
+            at_least=True,
+            note=note,
+            curve=curve,
+            trusted_up_to=limit,
+        )
     return LabelsSaved(
-        estimate=round(needed) - labels_used,
-        low=min(round(low), round(needed)) - labels_used,
-        high=max(round(high), round(needed)) - labels_used if high <= limit else None,
-        note=(
-            f"random sampling's curve fitted as a - b*n^-c to classifiers trained on random "
-            f"subsets of the control labels ({sizes[0]}-{sizes[-1]} of {n}, {folds}-fold, "
-            f"{repeats} repeats), inverted at the current model's accuracy on the same items; "
-            "band: 10th-90th percentile over bootstrap resamples of the control items"
-        ),
+        estimate=round(middle) - labels_used,
+        low=round(low) - labels_used,
+        high=round(high) - labels_used if high <= limit else None,
+        note=note,
         curve=curve,
         trusted_up_to=limit,
     )
 
 
-def fit_power_law(
+def fit_learning_curve(
     sizes: npt.NDArray[np.integer], accuracies: npt.NDArray[np.floating]
-) -> PowerLaw | None:
-    """Least-squares fit of ``accuracy = a - b * n**-c`` with ``b > 0`` and ``a <= 1``.
+) -> LearningCurve | None:
+    """Least-squares fit of ``a - b * exp(-c * (n**d - 1) / d)`` with ``b > 0``, ``a <= 1``.
 
-    For each exponent in ``EXPONENTS`` the model is linear in ``a`` and ``b``; the exponent
+    For each pair of ``RATES`` and ``SHAPES`` the curve is linear in ``a`` and ``b``; the pair
     with the smallest squared error among the valid fits wins. None when no fit is rising.
     """
     y = np.asarray(accuracies, dtype=np.float64)
-    powers = np.asarray(sizes, dtype=np.float64)[None, :] ** -EXPONENTS[:, None]  # (C, S)
-    # Regress y on -powers with an intercept: b = -cov(p, y) / var(p), a = mean(y) + b mean(p).
-    p_mean = powers.mean(axis=1, keepdims=True)
-    centered = powers - p_mean
-    b = -(centered @ (y - y.mean())) / np.maximum((centered**2).sum(axis=1), 1e-300)
-    a = y.mean() + b * p_mean[:, 0]
-    residuals = y[None, :] - (a[:, None] - b[:, None] * powers)
-    sse = (residuals**2).sum(axis=1)
-    sse[(b <= 0) | (a > 1.0)] = np.inf
-    best = int(np.argmin(sse))
-    if not np.isfinite(sse[best]):
+    [curve] = _fit_each(sizes, y[None, :])
+    if curve is None:
         return None
     total = float(((y - y.mean()) ** 2).sum())
-    r_squared = 1.0 - float(sse[best]) / total if total > 0 else 0.0
-    c = float(EXPONENTS[best])
-    return PowerLaw(a=float(a[best]), b=float(b[best]), c=c, r_squared=r_squared)
+    residual = float(((y - [curve.accuracy_at(s) for s in sizes]) ** 2).sum())
+    r_squared = 1.0 - residual / total if total > 0 else 0.0
+    return LearningCurve(a=curve.a, b=curve.b, c=curve.c, d=curve.d, r_squared=r_squared)
+
+
+def _fit_each(
+    sizes: npt.NDArray[np.integer], accuracies: npt.NDArray[np.floating]
+) -> list[LearningCurve | None]:
+    """The best fit for each row of ``accuracies`` (one learning curve per row), all at once."""
+    a, b, sse = _fit_grid(sizes, accuracies)
+    rows = np.arange(len(a))
+    flat = sse.reshape(len(a), -1)
+    best = np.unravel_index(np.argmin(flat, axis=1), sse.shape[1:])
+    return [
+        LearningCurve(
+            a=float(a[i, r, d]), b=float(b[i, r, d]), c=float(RATES[r]), d=float(SHAPES[d])
+        )
+        if np.isfinite(sse[i, r, d])
+        else None
+        for i, r, d in zip(rows, *best, strict=True)
+    ]
+
+
+def _fit_grid(
+    sizes: npt.NDArray[np.integer], accuracies: npt.NDArray[np.floating]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``a``, ``b`` and the squared error for every row, rate and shape: ``(rows, rates, shapes)``.
+
+    Fits with ``b <= 0`` (not rising) or ``a > 1`` get an infinite error.
+    """
+    y = np.asarray(accuracies, dtype=np.float64)  # (rows, sizes)
+    basis = _basis(np.asarray(sizes, dtype=np.float64))  # (rates, shapes, sizes)
+    # Regress y on -basis with an intercept: b = -cov(g, y) / var(g), a = mean(y) + b mean(g).
+    g_mean = basis.mean(axis=-1)
+    centered = basis - g_mean[..., None]
+    spread = np.maximum((centered**2).sum(axis=-1), 1e-300)
+    y_mean = y.mean(axis=1)
+    y_centered = y - y_mean[:, None]
+    b = -np.einsum("is,rds->ird", y_centered, centered) / spread
+    a = y_mean[:, None, None] + b * g_mean
+    # Squared error from the normal equations: sum((y - mean)^2) - b^2 * sum(centered^2).
+    sse = (y_centered**2).sum(axis=1)[:, None, None] - b**2 * spread
+    sse[(b <= 0) | (a > 1.0)] = np.inf
+    return a, b, sse
+
+
+def _basis(sizes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``exp(-c * (n**d - 1) / d)`` for every rate ``c``, shape ``d`` and size: the curve's
+    rising part, up to ``a`` and ``b``."""
+    stretched = _stretched_log(sizes[None, :], SHAPES[:, None])  # (shapes, sizes)
+    return np.exp(-RATES[:, None, None] * stretched[None, :, :])
+
+
+def _needed_per_shape(
+    sizes: npt.NDArray[np.integer],
+    boot_scores: npt.NDArray[np.float64],
+    boot_current: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Labels needed per resample and shape ``(n_boot, shapes)``, with each shape's weight.
+
+    Each shape's best fit is weighted by how well it explains the resample's points,
+    ``exp(-chi2 / 2)`` against the best shape, with each size's noise taken from the spread
+    of the resamples; so shapes the points cannot tell apart share a resample equally, and
+    a shape the points rule out drops away. Each resample's weights sum to one.
+    """
+    a, b, sse = _fit_grid(sizes, boot_scores)
+    rows = np.arange(len(a))[:, None]
+    shapes = np.arange(len(SHAPES))[None, :]
+    rate = np.argmin(sse, axis=1)  # (n_boot, shapes): the best rate for each shape
+    a, b, sse = a[rows, rate, shapes], b[rows, rate, shapes], sse[rows, rate, shapes]
+    basis = _basis(np.asarray(sizes, dtype=np.float64))[rate, shapes]  # (n_boot, shapes, sizes)
+    fitted = a[..., None] - b[..., None] * basis
+    # Each size's noise is its whole spread over the resamples. The sizes share items, so part
+    # of that spread lifts every size alike; counting it keeps in play the shapes that the
+    # points cannot firmly rule out (offline on AG News, the narrower alternative left the
+    # truth outside the band as often and gave no number more often).
+    noise = np.maximum(boot_scores.var(axis=0), 1e-6)
+    chi2 = (((boot_scores[:, None, :] - fitted) ** 2) / noise).sum(axis=-1)
+    chi2[~np.isfinite(sse)] = np.inf
+    finite = np.isfinite(chi2)
+    best = chi2.min(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):  # rows with no finite fit: inf - inf
+        weights = np.where(finite, np.exp(-(chi2 - best) / 2), 0.0)
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):  # fits that are not rising: b <= 0
+        needed = _labels_for(a, b, RATES[rate], SHAPES[shapes], boot_current[:, None])
+    # Shapes with no rising fit never get there; a resample with none at all has a flat curve.
+    needed[weights == 0] = np.inf
+    weights[weights.sum(axis=1) == 0] = 1.0 / len(SHAPES)
+    return needed, weights
+
+
+def _weighted_quantiles(
+    values: npt.NDArray[np.float64], weights: npt.NDArray[np.float64], quantiles: list[float]
+) -> list[float]:
+    """Quantiles of ``values`` weighted by ``weights``; always one of the values (maybe inf)."""
+    order = np.argsort(values, axis=None)
+    cumulative = np.cumsum(weights.ravel()[order])
+    picks = np.searchsorted(cumulative, np.array(quantiles) * cumulative[-1])
+    return [float(values.ravel()[order[min(i, len(order) - 1)]]) for i in picks]
+
+
+def _stretched_log(n: npt.ArrayLike, d: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``(n**d - 1) / d``, which is ``log(n)`` at ``d = 0`` (the Box-Cox transform)."""
+    n_, d_ = np.broadcast_arrays(np.asarray(n, dtype=np.float64), np.asarray(d, np.float64))
+    safe = np.where(d_ == 0, 1.0, d_)
+    return np.where(d_ == 0, np.log(n_), np.expm1(safe * np.log(n_)) / safe)
+
+
+def _labels_for(
+    a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, d: npt.ArrayLike, accuracy: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """Inverse of the curve: the ``n`` where it reaches ``accuracy``; inf where it never does."""
+    a_, b_, c_, d_, accuracy_ = np.broadcast_arrays(
+        *(np.asarray(v, dtype=np.float64) for v in (a, b, c, d, accuracy))
+    )
+    # The curve is a - b at one label; below that it is reached at once.
+    ratio = np.clip((a_ - accuracy_) / b_, 1e-300, 1.0)
+    stretched = -np.log(ratio) / c_  # (n**d - 1) / d
+    safe = np.where(d_ == 0, 1.0, d_)
+    with np.errstate(over="ignore"):  # beyond any float: never, in practice
+        labels = np.where(d_ == 0, np.exp(stretched), (1.0 + safe * stretched) ** (1.0 / safe))
+    return np.where(accuracy_ >= a_, np.inf, labels)
 
 
 def labels_to_reach(

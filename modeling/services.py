@@ -422,14 +422,16 @@ def _labels_saved(
             "a": curve.a,
             "b": curve.b,
             "c": curve.c,
+            "d": curve.d,
             "up_to": estimate.trusted_up_to,
         }
-    if estimate.estimate is None:
+    if estimate.low is None:
         return {"reason": estimate.reason, **fitted}
     return {
         "estimate": estimate.estimate,
         "low": estimate.low,
         "high": estimate.high,
+        "at_least": estimate.at_least,
         "note": estimate.note,
         **fitted,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from django.contrib.auth.models import User
 from django.urls import reverse
 
@@ -14,7 +15,10 @@ from tests.fixtures import finance_texts, sports_texts
 
 def label_with_controls(project: Project, user: User, ranked: int, controls: int) -> None:
     """Bob labels items; the last `controls` of them are flagged as random controls."""
-    items = list(project.items.order_by("random_key"))[: ranked + controls]
+    # A fixed shuffle instead of the items' random keys, so every run labels the same items.
+    in_order = list(project.items.order_by("pk"))
+    shuffled = np.random.default_rng(0).permutation(len(in_order))
+    items = [in_order[i] for i in shuffled[: ranked + controls]]
     for item in items:
         label(project, user, item, topic_of(item))
     Item.objects.filter(pk__in=[item.pk for item in items[ranked:]]).update(is_random_control=True)
@@ -84,3 +88,19 @@ def test_labels_saved_shows_the_estimate_with_its_band_and_method(
 
     assert '120 <span class="muted">(80 to more)</span>' in html
     assert "Labels saved against random sampling: the method." in html
+
+
+def test_labels_saved_beyond_random_samplings_reach_shows_a_lower_bound(
+    topics: Project, alice: User, bob: User
+) -> None:
+    label_with_controls(topics, bob, ranked=6, controls=12)
+    version = refresh_model(topics.pk, run_id="run-1")
+    assert version is not None
+    metrics = version.metrics
+    metrics["labels_saved"] = {"low": 300, "high": None, "at_least": True, "note": "the method"}
+    ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
+
+    html = panel(topics, alice)
+
+    assert "<dd>at least 300 <span" in html
+    assert "random sampling would need more labels than its curve can be trusted for" in html

@@ -7,12 +7,17 @@ import numpy.typing as npt
 import pytest
 
 from modeling.classifiers import Classifier
-from modeling.labels_saved import fit_power_law, labels_saved_estimate
+from modeling.labels_saved import fit_learning_curve, labels_saved_estimate
 
 
 def true_curve(n: int) -> float:
     """The learner's accuracy after n labels: 0.9 - 0.8 / sqrt(n), so 64 labels give 0.8."""
     return 0.9 - 0.8 * n**-0.5
+
+
+def levels_off(n: int) -> float:
+    """A learner near its best after a few dozen labels: 0.88 - 0.5 * exp(1 - sqrt(n))."""
+    return 0.88 - 0.5 * np.exp(-(np.sqrt(n) - 1.0))
 
 
 class CurveLearner(Classifier):
@@ -49,16 +54,28 @@ def right_on_share(n: int, share: float) -> npt.NDArray[np.bool_]:
 
 def test_the_fit_recovers_a_power_law_from_exact_points() -> None:
     sizes = np.array([10, 20, 40, 80, 160, 320])
-    curve = fit_power_law(sizes, np.array([true_curve(n) for n in sizes]))
+    curve = fit_learning_curve(sizes, np.array([true_curve(n) for n in sizes]))
 
     assert curve is not None
-    assert (curve.a, curve.b, curve.c) == pytest.approx((0.9, 0.8, 0.5), abs=0.01)
+    assert (curve.a, curve.b, curve.c, curve.d) == pytest.approx((0.9, 0.8, 0.5, 0.0), abs=0.01)
     assert curve.labels_for(0.8) == pytest.approx(64, rel=0.02)
     assert curve.labels_for(0.95) == float("inf")
 
 
+def test_the_fit_recognises_a_curve_that_levels_off() -> None:
+    # Exponential in sqrt(n) (shape d = 1/2): 0.86 at 20 labels already, never past 0.88.
+    sizes = np.array([10, 20, 40, 80, 160, 320])
+    curve = fit_learning_curve(sizes, np.array([levels_off(n) for n in sizes]))
+
+    assert curve is not None
+    assert curve.d == pytest.approx(0.5)
+    assert curve.accuracy_at(5000) == pytest.approx(0.88, abs=0.002)
+    assert curve.labels_for(0.87) == pytest.approx(24, rel=0.05)
+    assert curve.labels_for(0.89) == float("inf")
+
+
 def test_a_falling_curve_has_no_fit() -> None:
-    assert fit_power_law(np.array([10, 20, 40]), np.array([0.9, 0.8, 0.7])) is None
+    assert fit_learning_curve(np.array([10, 20, 40]), np.array([0.9, 0.8, 0.7])) is None
 
 
 def test_the_estimate_and_its_band_hold_the_labels_random_sampling_needs() -> None:
@@ -129,25 +146,81 @@ def test_a_flat_curve_gives_a_reason_instead_of_a_number() -> None:
     assert "too flat or noisy" in saved.reason
 
 
-def test_an_accuracy_beyond_the_curve_gives_a_lower_bound_instead_of_a_number() -> None:
+def test_a_rise_smaller_than_one_control_item_is_flat_not_a_lower_bound() -> None:
+    X, y = control_items(50)
+
+    # Random sampling misses one item of 50 below 20 labels; the model is right on all 50.
+    saved = labels_saved_estimate(
+        X,
+        y,
+        right_on_share(50, 1.0),
+        6,
+        lambda: CurveLearner(lambda n: 1.0 - 0.05 / n),
+        np.random.default_rng(0),
+    )
+
+    assert (saved.estimate, saved.low, saved.at_least) == (None, None, False)
+    assert "too flat or noisy" in saved.reason
+
+
+def test_an_accuracy_beyond_the_curve_gives_a_lower_bound() -> None:
     X, y = control_items(1000)
 
+    # Random sampling levels off at 90%; the current model is right on 95% of the items.
     saved = labels_saved_estimate(
         X, y, right_on_share(1000, 0.95), 30, CurveLearner, np.random.default_rng(0)
     )
 
-    assert saved.estimate is None
-    assert saved.reason.startswith("random sampling would not reach 95% within the fitted curve")
-    assert saved.reason.endswith("at least 8000 labels")
+    # Not within the 8000 labels the curve is trusted for: at least 8000 - 30 were saved.
+    assert saved.at_least
+    assert (saved.estimate, saved.low, saved.high) == (None, 7970, None)
+    assert saved.reason == ""
+    assert "trusted up to 8000 labels" in saved.note
 
 
-def test_too_few_control_labels_for_the_labels_used_give_a_reason() -> None:
-    X, y = control_items(50)
+def test_a_curve_that_levels_off_is_not_extrapolated_as_a_power_law() -> None:
+    X, y = control_items(200)
 
+    # Random sampling is near its best (88%) within the measured sizes; the current model is
+    # right on 90%, which a power law through the early points would reach soon.
     saved = labels_saved_estimate(
-        X, y, right_on_share(50, 0.8), 500, CurveLearner, np.random.default_rng(0)
+        X,
+        y,
+        right_on_share(200, 0.9),
+        100,
+        lambda: CurveLearner(levels_off),
+        np.random.default_rng(0),
     )
 
-    assert saved.estimate is None
-    assert saved.reason.startswith("random sampling's curve, measured on 50 control labels,")
-    assert "as far as the 500 labels used (only to 400)" in saved.reason
+    assert saved.at_least
+    assert saved.low == 1600 - 100
+
+
+def test_labels_used_beyond_the_trusted_range_still_count_when_random_needs_fewer() -> None:
+    X, y = control_items(80, seed=1)
+
+    # Random sampling reaches 80% at 64 labels, well within the 640 the curve is trusted for.
+    saved = labels_saved_estimate(
+        X, y, X[:, 1] < true_curve(64), 700, CurveLearner, np.random.default_rng(1)
+    )
+
+    assert saved.trusted_up_to == 640
+    assert saved.estimate is not None
+    assert saved.estimate == pytest.approx(64 - 700, abs=30)
+
+
+def test_a_lower_bound_below_the_labels_used_gives_a_reason_instead_of_a_number() -> None:
+    X, y = control_items(50)
+
+    # Random sampling would need more than the 400 labels its curve is trusted for, but the
+    # current model used 500: it may have saved labels or cost some.
+    saved = labels_saved_estimate(
+        X, y, right_on_share(50, 0.96), 500, CurveLearner, np.random.default_rng(0)
+    )
+
+    assert (saved.estimate, saved.low) == (None, None)
+    assert saved.reason == (
+        "cannot tell yet: random sampling would need more than the 400 labels its curve can "
+        "be trusted for to reach 96%, against 500 used; more random-control labels would "
+        "narrow that"
+    )
