@@ -1,21 +1,25 @@
-"""A scripted annotator labels AG News through the live queue; is the labels-saved estimate true?
+"""A scripted annotator labels a dataset through the live queue; is the labels-saved estimate true?
 
 The dashboard estimates how many labels active learning saved from the random-control items
 alone (modeling/labels_saved.py). This run checks that estimate against the truth:
 
-1. AG News (train_sample_5k) is imported into a fresh PostgreSQL project WITHOUT its labels.
+1. The dataset's training file (AG News: train_sample_5k; Banking77: train.csv, 10,003 items,
+   77 intents) is imported into a fresh PostgreSQL project WITHOUT its labels.
 2. A real Celery worker keeps the model current (retrain every 10 answers) while a scripted
    annotator takes items from the live queue, one after the other, and answers each with its
-   true label. A tenth of the items are the random control, as for real annotators.
+   true label. A share of the items (--control-share, a tenth by default) is the random
+   control, as for real annotators.
 3. At the end, the latest version's live estimate (with its band) is compared with the true
    figure: random sampling's learning curve on the same pool, measured with real labels on
-   AG News' own test set (7,600 items), inverted at the live model's accuracy on that test
-   set, minus the labels the live model used.
+   the dataset's own test set (AG News: 7,600 items; Banking77: 3,080), inverted at the live
+   model's accuracy on that test set, minus the labels the live model used. The curve runs
+   on, up to the whole pool, until random sampling reaches that accuracy.
 
-    .venv/bin/python bench/scripted_annotator.py [--answers 525] [--pause 0.2]
+    .venv/bin/python bench/scripted_annotator.py [--dataset ag_news] [--answers 525] \
+        [--control-share 0.1]
 
-Needs ../shared/datasets, PostgreSQL and Redis (redis db 7). Prints a table and writes
-var/bench/scripted_annotator.json.
+Needs ../shared/datasets, PostgreSQL and Redis (redis db 7; give each of two runs side by side
+its own --redis-url and --out). Prints a table and writes var/bench/scripted_annotator.json.
 """
 
 from __future__ import annotations
@@ -27,18 +31,72 @@ import os
 import shlex
 import sys
 import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import REPO_ROOT, fresh_database, setup_django
+from labeling.parsers import Columns
 
-DATASETS = REPO_ROOT.parent / "shared" / "datasets" / "ag_news"
-TRAIN = DATASETS / "train_sample_5k" / "train_sample.csv"
-TEST = DATASETS / "test.csv"
-CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
+if TYPE_CHECKING:
+    from modeling.simulation import CurvePoint
+
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 BENCH_DATABASE = "sift_bench_scripted"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labeled dataset under ../shared/datasets: its files, their columns, its classes."""
+
+    title: str
+    train: Path
+    train_columns: Columns
+    test: Path
+    test_columns: Columns
+    classes: list[str]
+    # The class name of a label as each file writes it.
+    train_class: Callable[[str], str]
+    test_class: Callable[[str], str]
+
+
+def _ag_news() -> Dataset:
+    folder = SHARED_DATASETS / "ag_news"
+    classes = ["World", "Sports", "Business", "Sci/Tech"]
+    return Dataset(
+        title="AG News",
+        train=folder / "train_sample_5k" / "train_sample.csv",
+        train_columns=Columns(["1"], "2", has_header=False),
+        test=folder / "test.csv",
+        test_columns=Columns(["2", "3"], "1", has_header=False),
+        classes=classes,
+        # The sample numbers the classes from 0, the original test set from 1.
+        train_class=lambda label: classes[int(label)],
+        test_class=lambda label: classes[int(label) - 1],
+    )
+
+
+def _banking77() -> Dataset:
+    folder = SHARED_DATASETS / "banking77"
+    return Dataset(
+        title="Banking77",
+        train=folder / "train.csv",
+        train_columns=Columns(["text"], "category"),
+        test=folder / "test.csv",
+        test_columns=Columns(["text"], "category"),
+        classes=json.loads((folder / "categories.json").read_text()),
+        train_class=str,
+        test_class=str,
+    )
+
+
+DATASETS: dict[str, Callable[[], Dataset]] = {"ag_news": _ag_news, "banking77": _banking77}
 
 
 def main() -> int:
@@ -46,7 +104,8 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
     os.environ["REDIS_URL"] = args.redis_url
-    with fresh_database("postgres", args.postgres_url, BENCH_DATABASE) as database_url:
+    database = f"{BENCH_DATABASE}_{os.getpid()}"  # two runs side by side do not collide
+    with fresh_database("postgres", args.postgres_url, database) as database_url:
         setup_django(database_url)
         from django.core.management import call_command
         from django.db import connections
@@ -56,16 +115,17 @@ def main() -> int:
             result = _run(args)
         finally:
             connections.close_all()
-    out = REPO_ROOT / "var" / "bench" / "scripted_annotator.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
-    print(f"written to {out.relative_to(REPO_ROOT)}")
+    print(f"written to {out}")
     return 0
 
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="ag_news")
     parser.add_argument("--answers", type=int, default=525, help="answers the annotator gives")
     parser.add_argument(
         "--pause", type=float, default=0.2, help="seconds between answers (a fast human)"
@@ -75,6 +135,11 @@ def _parse_args() -> argparse.Namespace:
         "--control-share", type=float, default=0.1, help="the project's random-control share"
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
+    parser.add_argument(
+        "--out",
+        default=str(REPO_ROOT / "var" / "bench" / "scripted_annotator.json"),
+        help="where the result goes",
+    )
     parser.add_argument(
         "--postgres-url",
         default="postgres://postgres@127.0.0.1:5432/postgres",
@@ -89,7 +154,6 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 
     from labeling.importing import import_items
     from labeling.models import Item, Project, Role
-    from labeling.parsers import Columns
     from labeling.queue import lease_next_item
     from labeling.services import resolve_labels, submit_answer
     from modeling.datasets import load_labeled
@@ -97,17 +161,20 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     from modeling.scheduling import request_retrain
     from tests.worker import running_worker, wait_for
 
-    train = load_labeled(TRAIN.open("rb"), "csv", Columns(["1"], "2", has_header=False))
+    dataset = DATASETS[args.dataset]()
+    with dataset.train.open("rb") as stream:
+        train = load_labeled(stream, "csv", dataset.train_columns)
     truth = {
-        text: CLASSES[int(label)] for text, label in zip(train.texts, train.labels, strict=True)
+        text: dataset.train_class(label)
+        for text, label in zip(train.texts, train.labels, strict=True)
     }
     users = get_user_model().objects
     lead = users.create_user("lead")
     annotator = users.create_user("annotator")
     project = Project.objects.create(
-        name="AG News", retrain_every=10, random_control_share=args.control_share
+        name=dataset.title, retrain_every=10, random_control_share=args.control_share
     )
-    project.set_labels(CLASSES)
+    project.set_labels(dataset.classes)
     project.add_member(lead, Role.LEAD)
     project.add_member(annotator, Role.ANNOTATOR)
     unlabeled = "\n".join(json.dumps({"text": text}) for text in truth).encode()
@@ -158,8 +225,9 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     versions = ModelVersion.objects.filter(project=project).count()
     live = latest.metrics.get("labels_saved", {})
     evaluation = latest.metrics.get("evaluation", {})
-    truth_figure = _true_labels_saved(project, truth, latest.labels_used, args.repeats)
+    truth_figure = _true_labels_saved(project, dataset, truth, latest.labels_used, args.repeats)
     return {
+        "dataset": args.dataset,
         "answers": args.answers,
         "control_share": args.control_share,
         "random_control_items": controls,
@@ -170,71 +238,111 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         "live_control_accuracy_ci": evaluation.get("accuracy_ci"),
         "live_labels_saved": live.get("estimate"),
         "live_labels_saved_band": [live.get("low"), live.get("high")],
+        "live_labels_saved_is_lower_bound": live.get("at_least", False),
         "live_reason": live.get("reason", ""),
         **truth_figure,
     }
 
 
 def _true_labels_saved(
-    project: object, truth: dict[str, str], labels_used: int, repeats: int
+    project: object, dataset: Dataset, truth: dict[str, str], labels_used: int, repeats: int
 ) -> dict[str, object]:
     """Random sampling's real learning curve on this pool, inverted at the live model's accuracy."""
-    from django.conf import settings
-
     from labeling.models import Project
-    from labeling.parsers import Columns
     from modeling.classifiers import HeadClassifier
     from modeling.datasets import embed_cached, load_labeled
     from modeling.encoders import TextEncoder, default_encoder_path
     from modeling.labels_saved import labels_to_reach
     from modeling.services import encoder_name, load_embeddings, training_set
-    from modeling.simulation import run_simulation
     from modeling.simulation_report import mean_curve
 
     assert isinstance(project, Project)
+    labels = list(project.labels.all())
+    index_of = {label.name: i for i, label in enumerate(labels)}
     ids, vectors = load_embeddings(project, encoder_name(project))
     texts = dict(project.items.values_list("pk", "text"))
-    pool_y = np.array([CLASSES.index(truth[texts[int(pk)]]) for pk in ids])
-    test = load_labeled(TEST.open("rb"), "csv", Columns(["2", "3"], "1", has_header=False))
-    test_y = np.array([int(label) - 1 for label in test.labels])
-    cache = Path(settings.VAR_DIR) / "cache" / "embeddings"
+    pool_y = np.array([index_of[truth[texts[int(pk)]]] for pk in ids])
+    with dataset.test.open("rb") as stream:
+        test = load_labeled(stream, "csv", dataset.test_columns)
+    test_y = np.array([index_of[dataset.test_class(label)] for label in test.labels])
+    # The repository's cache, shared with `manage.py simulate`: this run's var dir is temporary.
+    cache = REPO_ROOT / "var" / "cache" / "embeddings"
     test_vectors, _ = embed_cached(TextEncoder(default_encoder_path()), test.texts, cache)
 
-    labels = list(project.labels.all())
     training = training_set(project, labels)
     row_of = {int(pk): row for row, pk in enumerate(ids)}
     rows = np.array([row_of[pk] for pk in training.item_ids])
     live_model = HeadClassifier(len(labels)).fit(vectors[rows], training.targets)
     live_test_accuracy = float(np.mean(live_model.predict_proba(test_vectors).argmax(1) == test_y))
 
-    budget = 2500
-    curves = [
-        run_simulation(
-            vectors,
-            pool_y,
-            test_vectors,
-            test_y,
-            len(CLASSES),
-            "random",
-            seed_size=25,
-            batch_size=25,
-            budget=budget,
-            seed=seed,
-        )
-        for seed in range(repeats)
-    ]
+    curves = _random_curves(
+        vectors, pool_y, test_vectors, test_y, len(labels), live_test_accuracy, repeats
+    )
     sizes, mean = mean_curve(curves)
     needed = labels_to_reach(sizes, mean, live_test_accuracy)
+    # Each run's own figure: how much the truth itself moves with random's draw.
+    per_run = [labels_to_reach(*mean_curve([curve]), live_test_accuracy) for curve in curves]
     return {
         "live_model_test_accuracy": live_test_accuracy,
         "random_accuracy_at_labels_used": float(np.interp(labels_used, sizes, mean)),
+        "random_curve_up_to": sizes[-1],
         "random_labels_for_live_accuracy": None if needed is None else round(needed),
         "true_labels_saved": None if needed is None else round(needed) - labels_used,
+        "true_labels_saved_per_run": [
+            None if run is None else round(run) - labels_used for run in per_run
+        ],
         "true_figure_method": (
-            f"random sampling on the same {len(pool_y)}-item pool, {repeats} runs, accuracy on "
-            f"AG News test.csv ({len(test_y)} items), curve inverted by linear interpolation"
+            f"random sampling on the same {len(pool_y)}-item pool, {repeats} runs of "
+            f"{sizes[1] - sizes[0]} labels a round up to {sizes[-1]}, accuracy on "
+            f"{dataset.title} {dataset.test.name} ({len(test_y)} items), mean curve inverted by "
+            f"linear interpolation"
         ),
     }
+
+
+def _random_curves(
+    vectors: npt.NDArray[np.floating],
+    pool_y: npt.NDArray[np.integer],
+    test_vectors: npt.NDArray[np.floating],
+    test_y: npt.NDArray[np.integer],
+    n_classes: int,
+    target: float,
+    repeats: int,
+) -> list[list[CurvePoint]]:
+    """Random sampling's curves, run on until their mean reaches ``target`` or the pool ends.
+
+    Each further try doubles the budget and the round size and runs afresh, so every try
+    trains about 100 classifiers a run, not more and more.
+    """
+    from modeling.labels_saved import labels_to_reach
+    from modeling.simulation import run_simulation
+    from modeling.simulation_report import mean_curve
+
+    budget, batch_size = 2500, 25
+    while True:
+        with warnings.catch_warnings():
+            # scikit-learn warns on every fit with more classes than half its examples, which
+            # is what the first rounds on a 77-class dataset look like.
+            warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
+            curves = [
+                run_simulation(
+                    vectors,
+                    pool_y,
+                    test_vectors,
+                    test_y,
+                    n_classes,
+                    "random",
+                    seed_size=batch_size,
+                    batch_size=batch_size,
+                    budget=budget,
+                    seed=seed,
+                )
+                for seed in range(repeats)
+            ]
+        if labels_to_reach(*mean_curve(curves), target) is not None or budget >= len(pool_y):
+            return curves
+        _log(f"random sampling stays below {target:.1%} up to {budget} labels; going on")
+        budget, batch_size = min(2 * budget, len(pool_y)), 2 * batch_size
 
 
 def _log(message: str) -> None:
