@@ -74,17 +74,22 @@ def test_labels_saved_on_an_easy_project_says_why_there_is_no_number(
     assert reason in panel(topics, alice)
 
 
+def panel_with_labels_saved(project: Project, alice: User, bob: User, saved: dict) -> str:
+    """The panel after a real retrain whose labels-saved figure is replaced by `saved`."""
+    label_with_controls(project, bob, ranked=6, controls=12)
+    version = refresh_model(project.pk, run_id="run-1")
+    assert version is not None
+    metrics = {**version.metrics, "labels_saved": saved}
+    ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
+    return panel(project, alice)
+
+
 def test_labels_saved_shows_the_estimate_with_its_band_and_method(
     topics: Project, alice: User, bob: User
 ) -> None:
-    label_with_controls(topics, bob, ranked=6, controls=12)
-    version = refresh_model(topics.pk, run_id="run-1")
-    assert version is not None
-    metrics = version.metrics
-    metrics["labels_saved"] = {"estimate": 120, "low": 80, "high": None, "note": "the method"}
-    ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
+    saved = {"estimate": 120, "low": 80, "high": None, "note": "the method"}
 
-    html = panel(topics, alice)
+    html = panel_with_labels_saved(topics, alice, bob, saved)
 
     assert '120 <span class="muted">(80 to more)</span>' in html
     assert "Labels saved against random sampling: the method." in html
@@ -93,14 +98,9 @@ def test_labels_saved_shows_the_estimate_with_its_band_and_method(
 def test_labels_saved_beyond_random_samplings_reach_shows_a_lower_bound(
     topics: Project, alice: User, bob: User
 ) -> None:
-    label_with_controls(topics, bob, ranked=6, controls=12)
-    version = refresh_model(topics.pk, run_id="run-1")
-    assert version is not None
-    metrics = version.metrics
-    metrics["labels_saved"] = {"low": 300, "high": None, "at_least": True, "note": "the method"}
-    ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
+    saved = {"low": 300, "high": None, "at_least": True, "note": "the method"}
 
-    html = panel(topics, alice)
+    html = panel_with_labels_saved(topics, alice, bob, saved)
 
     assert "<dd>at least 300 <span" in html
     assert "random sampling would need more labels than its curve can be trusted for" in html
