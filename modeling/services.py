@@ -190,6 +190,7 @@ def _refresh(project: Project) -> ModelVersion | None:
     probabilities = classifier.predict_proba(vectors[pool_rows])
     metrics["pool_uncertainty"] = mean_uncertainty(probabilities, multi_label=project.multi_label)
     strategy = STRATEGIES.get(project.strategy, STRATEGIES[DEFAULT_STRATEGY])()
+    counts = training.counts_in_order(labels)
     ranked = rank_pool(
         probabilities,
         vectors[pool_rows],
@@ -199,9 +200,9 @@ def _refresh(project: Project) -> ModelVersion | None:
         rng=rng,
         multi_label=project.multi_label,
         labeled_embeddings=X,
-        labeled_counts=training.counts_in_order(labels),
+        labeled_counts=counts,
     )
-    unseen = {label.pk for label in labels if training.class_counts.get(label.name, 0) == 0}
+    unseen = {label.pk for label, count in zip(labels, counts, strict=True) if count == 0}
     seeds = _seed_rows(project, labels, unseen, vectors, pool_rows)
     order = _merge(seeds, pool_rows[ranked])
     # Only the queued rows need their probabilities (for the suggestion), not the whole pool.

@@ -428,6 +428,7 @@ class ClassBalancedDensity(AdaptiveDensityDiverse):
         coverage_until: labels per class at which the coverage part of a batch reaches zero.
         coverage_sample: k-means for coverage runs on a random sample of at most this many
             pool items.
+        half_point: as for :class:`AdaptiveDensityDiverse`.
     """
 
     def __init__(
@@ -435,9 +436,10 @@ class ClassBalancedDensity(AdaptiveDensityDiverse):
         balance: float = 2.0,
         coverage_until: float = 1.0,
         coverage_sample: int = 5_000,
-        **kwargs: float,
+        half_point: float = 2.0,
+        **kwargs: int,
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(half_point=half_point, **kwargs)
         self.balance_strength = balance
         self.coverage_until = coverage_until
         self.coverage_sample = coverage_sample
