@@ -31,7 +31,6 @@ import os
 import shlex
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,25 +319,21 @@ def _random_curves(
 
     budget, batch_size = 2500, 25
     while True:
-        with warnings.catch_warnings():
-            # scikit-learn warns on every fit with more classes than half its examples, which
-            # is what the first rounds on a 77-class dataset look like.
-            warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
-            curves = [
-                run_simulation(
-                    vectors,
-                    pool_y,
-                    test_vectors,
-                    test_y,
-                    n_classes,
-                    "random",
-                    seed_size=batch_size,
-                    batch_size=batch_size,
-                    budget=budget,
-                    seed=seed,
-                )
-                for seed in range(repeats)
-            ]
+        curves = [
+            run_simulation(
+                vectors,
+                pool_y,
+                test_vectors,
+                test_y,
+                n_classes,
+                "random",
+                seed_size=batch_size,
+                batch_size=batch_size,
+                budget=budget,
+                seed=seed,
+            )
+            for seed in range(repeats)
+        ]
         if labels_to_reach(*mean_curve(curves), target) is not None or budget >= len(pool_y):
             return curves
         _log(f"random sampling stays below {target:.1%} up to {budget} labels; going on")

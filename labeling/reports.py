@@ -312,9 +312,7 @@ def random_baseline(project: Project) -> RandomBaseline | None:
     )
     if not fitted:
         return None
-    # Versions fitted before the curve had a shape parameter were power laws (d = 0).
-    curve = LearningCurve(a=fitted["a"], b=fitted["b"], c=fitted["c"], d=fitted.get("d", 0.0))
-    return RandomBaseline(curve, int(fitted["up_to"]))
+    return RandomBaseline(LearningCurve.from_json(fitted), int(fitted["up_to"]))
 
 
 def learning_curve_chart(

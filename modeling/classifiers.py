@@ -7,6 +7,7 @@ Nothing here imports Django.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -128,7 +129,11 @@ class HeadClassifier(Classifier):
         if len(present) == 1:
             self._prior[present[0]] = 1.0
             return
-        model = self._logistic_regression().fit(X, y)
+        with warnings.catch_warnings():
+            # scikit-learn warns on every fit that sees more classes than half its examples:
+            # what the first labels of a project with many classes always look like.
+            warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
+            model = self._logistic_regression().fit(X, y)
         coef = np.asarray(model.coef_, dtype=np.float64)
         intercept = np.asarray(model.intercept_, dtype=np.float64)
         if len(present) == 2:

@@ -419,13 +419,7 @@ def _labels_saved(
     fitted: dict[str, object] = {}
     if (curve := estimate.curve) is not None:
         # Random sampling's learning curve, for the report's chart beside the real one.
-        fitted["random_curve"] = {
-            "a": curve.a,
-            "b": curve.b,
-            "c": curve.c,
-            "d": curve.d,
-            "up_to": estimate.trusted_up_to,
-        }
+        fitted["random_curve"] = {**curve.as_json(), "up_to": estimate.trusted_up_to}
     if estimate.low is None:
         return {"reason": estimate.reason, **fitted}
     return {

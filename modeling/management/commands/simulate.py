@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -181,34 +180,30 @@ class Command(BaseCommand):
         )
 
         curves: Curves = {name: [] for name in strategies}
-        # scikit-learn warns on every fit that sees more classes than half its examples,
-        # which is what a 25-label seed set of a 77-class dataset looks like.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
-            for name in strategies:
-                for repeat in range(options["repeats"]):
-                    run_started = time.perf_counter()
-                    curve = run_simulation(
-                        train_emb,
-                        train_y,
-                        test_emb,
-                        test_y,
-                        len(class_names),
-                        name,
-                        seed_size=options["seed_size"],
-                        batch_size=options["batch_size"],
-                        budget=options["budget"],
-                        seed=repeat,
-                        classifier_factory=MODELS[options["model"]](options),
-                        train_inputs=None if options["model"] == "head" else train_texts,
-                        test_inputs=None if options["model"] == "head" else test_texts,
-                    )
-                    curves[name].append(curve)
-                    self.stdout.write(
-                        f"{name}, repeat {repeat + 1}/{options['repeats']}: "
-                        f"accuracy {curve[-1].accuracy:.3f} at {curve[-1].labels} labels "
-                        f"({time.perf_counter() - run_started:.1f} s)"
-                    )
+        for name in strategies:
+            for repeat in range(options["repeats"]):
+                run_started = time.perf_counter()
+                curve = run_simulation(
+                    train_emb,
+                    train_y,
+                    test_emb,
+                    test_y,
+                    len(class_names),
+                    name,
+                    seed_size=options["seed_size"],
+                    batch_size=options["batch_size"],
+                    budget=options["budget"],
+                    seed=repeat,
+                    classifier_factory=MODELS[options["model"]](options),
+                    train_inputs=None if options["model"] == "head" else train_texts,
+                    test_inputs=None if options["model"] == "head" else test_texts,
+                )
+                curves[name].append(curve)
+                self.stdout.write(
+                    f"{name}, repeat {repeat + 1}/{options['repeats']}: "
+                    f"accuracy {curve[-1].accuracy:.3f} at {curve[-1].labels} labels "
+                    f"({time.perf_counter() - run_started:.1f} s)"
+                )
 
         summary = summarize(curves)
         out: Path = options["out"]
