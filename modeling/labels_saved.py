@@ -147,6 +147,60 @@ class LabelsSaved:
     trusted_up_to: int = 0
 
 
+@dataclass(frozen=True)
+class RandomCurvePoints:
+    """Random sampling's measured learning curve on the control items, item by item.
+
+    ``per_item[s, i]``: the share of classifiers trained on ``sizes[s]`` random control items
+    (not item ``i``) that predict item ``i`` right. The expensive part of an estimate: a
+    worker may keep it while the control items barely change, see :meth:`restricted_to`.
+    """
+
+    sizes: npt.NDArray[np.int64]
+    per_item: npt.NDArray[np.float64]
+    folds: int
+    repeats: int
+
+    @property
+    def n(self) -> int:
+        """The number of control items measured."""
+        return int(self.per_item.shape[1])
+
+
+def measure_random_curve(
+    X_control: npt.NDArray[np.floating],
+    y_control: npt.NDArray[np.integer],
+    make_classifier: Callable[[], Classifier],
+    rng: np.random.Generator,
+    *,
+    n_sizes: int = 8,
+    repeats: int = 2,
+    folds: int = 5,
+) -> RandomCurvePoints:
+    """Train on random subsets of the control items and score each item at every size.
+
+    The items are dealt into ``folds`` folds (``repeats`` times, in new random orders). For
+    each fold, classifiers are trained on random subsets of the other folds, at ``n_sizes``
+    sizes log-spaced from 10 to all of them, and predict the fold; so every control item is
+    predicted at every size, by classifiers that never saw it.
+    """
+    n = len(y_control)
+    largest = n - int(np.ceil(n / folds))  # the training part of the smallest split
+    sizes = np.unique(np.geomspace(10, largest, n_sizes).round().astype(np.int64))
+    correct = np.zeros((repeats, len(sizes), n), dtype=bool)
+    for r in range(repeats):
+        fold_of = rng.permutation(n) % folds
+        for fold in range(folds):
+            test = np.flatnonzero(fold_of == fold)
+            order = rng.permutation(np.flatnonzero(fold_of != fold))
+            for s, size in enumerate(sizes):
+                train = order[:size]
+                model = make_classifier().fit(X_control[train], y_control[train])
+                predicted = model.predict_proba(X_control[test]).argmax(axis=1)
+                correct[r, s, test] = predicted == y_control[test]
+    return RandomCurvePoints(sizes, correct.mean(axis=0), folds, repeats)
+
+
 def labels_saved_estimate(
     X_control: npt.NDArray[np.floating],
     y_control: npt.NDArray[np.integer],
@@ -162,22 +216,9 @@ def labels_saved_estimate(
 ) -> LabelsSaved:
     """Labels random sampling would have needed for the current accuracy, minus ``labels_used``.
 
-    The control items are dealt into ``folds`` folds (``repeats`` times, in new random orders).
-    For each fold, classifiers are trained on random subsets of the other folds, at
-    ``n_sizes`` sizes log-spaced from 10 to all of them, and predict the fold; so every
-    control item is predicted at every size. A learning curve (see the module docstring) is
-    fitted to the share of correct predictions per size and inverted at the current model's
-    accuracy on the same items.
-
-    Scoring both on the same items pairs them: an easy or hard draw of control items lifts or
-    lowers both. ``n_boot`` bootstrap resamples of the control items each refit the curve in
-    every shape ``SHAPES`` (weighted by fit, see :func:`_needed_per_shape`) and re-measure the
-    current accuracy on the resample; the band is the 10th to 90th percentile of their labels
-    needed, so it covers the noise of both and the doubt about how the curve goes on, and
-    the estimate is their median. A band beyond the trusted range (``MAX_EXTRAPOLATION`` times
-    the largest subset) stays open upward. Where the median lies beyond it, the result is a
-    lower bound, at least the band's low end; or, where that bound is not above the labels
-    used, a reason.
+    Random sampling's curve is measured on the control items (:func:`measure_random_curve`)
+    and inverted at the current model's accuracy on the same items
+    (:func:`labels_saved_from_points`).
 
     Args:
         X_control: ``(n, dim)`` features of the labeled random-control items.
@@ -191,25 +232,49 @@ def labels_saved_estimate(
         folds: number of folds.
         n_boot: bootstrap resamples for the band.
     """
-    n = len(y_control)
-    if n < MIN_CONTROL_LABELS:
-        return LabelsSaved(reason=f"needs {MIN_CONTROL_LABELS} random-control labels, has {n}")
-    current_correct = np.asarray(current_correct, dtype=bool)
-    largest = n - int(np.ceil(n / folds))  # the training part of the smallest split
-    sizes = np.unique(np.geomspace(10, largest, n_sizes).round().astype(np.int64))
-    correct = np.zeros((repeats, len(sizes), n), dtype=bool)
-    for r in range(repeats):
-        fold_of = rng.permutation(n) % folds
-        for fold in range(folds):
-            test = np.flatnonzero(fold_of == fold)
-            order = rng.permutation(np.flatnonzero(fold_of != fold))
-            for s, size in enumerate(sizes):
-                train = order[:size]
-                model = make_classifier().fit(X_control[train], y_control[train])
-                predicted = model.predict_proba(X_control[test]).argmax(axis=1)
-                correct[r, s, test] = predicted == y_control[test]
-    per_item = correct.mean(axis=0)  # (sizes, n): each item's share of right predictions
+    if len(y_control) < MIN_CONTROL_LABELS:
+        return too_few_controls(len(y_control))
+    points = measure_random_curve(
+        X_control, y_control, make_classifier, rng, n_sizes=n_sizes, repeats=repeats, folds=folds
+    )
+    return labels_saved_from_points(points, current_correct, labels_used, rng, n_boot=n_boot)
 
+
+def too_few_controls(n: int) -> LabelsSaved:
+    """The answer while the control items are too few to measure a curve on."""
+    return LabelsSaved(reason=f"needs {MIN_CONTROL_LABELS} random-control labels, has {n}")
+
+
+def labels_saved_from_points(
+    points: RandomCurvePoints,
+    current_correct: npt.NDArray[np.bool_],
+    labels_used: int,
+    rng: np.random.Generator,
+    *,
+    n_boot: int = 200,
+) -> LabelsSaved:
+    """Invert random sampling's measured curve at the current model's accuracy on its items.
+
+    A learning curve (see the module docstring) is fitted to the share of right predictions
+    per size. Scoring the current model on the same items pairs the two: an easy or hard draw
+    of control items lifts or lowers both. ``n_boot`` bootstrap resamples of the items each
+    refit the curve in every shape ``SHAPES`` (weighted by fit, see
+    :func:`_needed_per_shape`) and re-measure the current accuracy on the resample; the band
+    is the 10th to 90th percentile of their labels needed, so it covers the noise of both and
+    the doubt about how the curve goes on, and the estimate is their median. A band beyond
+    the trusted range (``MAX_EXTRAPOLATION`` times the largest subset) stays open upward.
+    Where the median lies beyond it, the result is a lower bound, at least the band's low
+    end; or, where that bound is not above the labels used, a reason.
+
+    Args:
+        points: random sampling's curve measured on ``n`` control items.
+        current_correct: ``(n,)`` whether the current model predicts each of them right.
+        labels_used: labels the current model was trained on.
+        rng: draws the bootstrap resamples.
+        n_boot: bootstrap resamples for the band.
+    """
+    sizes, per_item, n = points.sizes, points.per_item, points.n
+    current_correct = np.asarray(current_correct, dtype=bool)
     measured = per_item.mean(axis=1)
     curve = fit_learning_curve(sizes, measured)
     # A rise of one control item's worth or less is no curve at all, however well it fits.
@@ -219,7 +284,7 @@ def labels_saved_estimate(
             reason="random sampling's learning curve on the control items is too flat or "
             "noisy to fit yet"
         )
-    limit = MAX_EXTRAPOLATION * largest
+    limit = int(MAX_EXTRAPOLATION * sizes[-1])
 
     # Resampled items as counts per item: one matrix product gives every resample's means.
     counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])
@@ -232,7 +297,8 @@ def labels_saved_estimate(
         f"random sampling's learning curve (power laws, curves that level off and sigmoids in "
         f"log n, weighted by fit) measured with classifiers trained on random subsets of the "
         f"control "
-        f"labels ({sizes[0]}-{sizes[-1]} of {n}, {folds}-fold, {repeats} repeats) and inverted "
+        f"labels ({sizes[0]}-{sizes[-1]} of {n}, {points.folds}-fold, {points.repeats} repeats) "
+        f"and inverted "
         f"at the current model's {current_accuracy:.0%} on the same items; band: "
         f"{BAND[0]}th-{BAND[1]}th percentile over bootstrap resamples of the control items, "
         f"each refitting the curve's shape; trusted up to {limit} labels"

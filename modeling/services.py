@@ -44,7 +44,13 @@ from modeling.evaluation import (
     out_of_fold_probabilities,
     subset_accuracy,
 )
-from modeling.labels_saved import labels_saved_estimate
+from modeling.labels_saved import (
+    MIN_CONTROL_LABELS,
+    RandomCurvePoints,
+    labels_saved_from_points,
+    measure_random_curve,
+    too_few_controls,
+)
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
 from modeling.ranking import farthest_first, rank_pool
 from modeling.scheduling import announce_promotion, locked_state, request_retrain
@@ -67,6 +73,10 @@ SUSPECT_CONFIDENCE = 0.5
 MAX_LABEL_ERRORS = 200
 # Items every version predicts, so successive versions can be compared (stopping advice).
 STOP_SET_SIZE = 1000
+# Random sampling's curve is re-measured on the control items (80 small fits) once they have
+# grown by this share, or changed; in between, each retrain inverts the kept one.
+REMEASURE_GROWTH = 0.1
+MAX_KEPT_CURVES = 64
 
 Progress = Callable[[int, int], None]
 
@@ -407,16 +417,22 @@ def _labels_saved(
         return {"reason": "too few random-control labels yet"}
     item_ids = np.array(control.item_ids, dtype=np.int64)
     embedded = np.isin(item_ids, ids)
-    X_control, y_control = vectors[_rows_of(ids, item_ids[embedded])], control.targets[embedded]
-    estimate = labels_saved_estimate(
-        X_control,
-        y_control,
-        classifier.predict_proba(X_control).argmax(axis=1) == y_control,
-        labels_used,
-        lambda: HeadClassifier(len(labels)),
-        np.random.default_rng(0),
-    )
+    item_ids, targets = item_ids[embedded], control.targets[embedded]
     fitted: dict[str, object] = {}
+    if len(item_ids) < MIN_CONTROL_LABELS:
+        estimate = too_few_controls(len(item_ids))
+    else:
+        measured_ids, points = _random_curve(project, labels, item_ids, targets, ids, vectors)
+        X_measured = vectors[_rows_of(ids, measured_ids)]
+        y_measured = targets[_rows_of(item_ids, measured_ids)]
+        estimate = labels_saved_from_points(
+            points,
+            classifier.predict_proba(X_measured).argmax(axis=1) == y_measured,
+            labels_used,
+            np.random.default_rng(0),
+        )
+        # The controls random sampling's curve was measured on: it is kept for a few retrains.
+        fitted["measured_on"] = points.n
     if (curve := estimate.curve) is not None:
         # Random sampling's learning curve, for the report's chart beside the real one.
         fitted["random_curve"] = {**curve.as_json(), "up_to": estimate.trusted_up_to}
@@ -430,6 +446,53 @@ def _labels_saved(
         "note": estimate.note,
         **fitted,
     }
+
+
+# Per project, encoder and number of classes: the control items random sampling's curve was
+# last measured on (ids, class indices) and the curve. Kept by the worker process.
+_measured_curves: dict[
+    tuple[int, str, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], RandomCurvePoints]
+] = {}
+
+
+def _random_curve(
+    project: Project,
+    labels: list[Label],
+    item_ids: npt.NDArray[np.int64],
+    targets: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.int64], RandomCurvePoints]:
+    """Random sampling's curve on the control items ``item_ids`` (class indices ``targets``),
+    and the items it was measured on.
+
+    The curve measured at an earlier retrain is kept while its items are all still controls
+    with the same labels and the controls have grown by less than ``REMEASURE_GROWTH``: a few
+    more uniform draws hardly move it, and measuring trains 80 classifiers.
+    """
+    key = (project.pk, encoder_name(project), len(labels))
+    kept = _measured_curves.get(key)
+    if kept is not None:
+        kept_ids, kept_targets, points = kept
+        position = {int(pk): i for i, pk in enumerate(item_ids)}
+        rows = [position.get(int(pk), -1) for pk in kept_ids]
+        if (
+            min(rows, default=-1) >= 0
+            and np.array_equal(targets[rows], kept_targets)
+            and len(item_ids) < len(kept_ids) * (1 + REMEASURE_GROWTH)
+        ):
+            return kept_ids, points
+    points = measure_random_curve(
+        vectors[_rows_of(ids, item_ids)],
+        targets,
+        lambda: HeadClassifier(len(labels)),
+        np.random.default_rng(0),
+    )
+    _measured_curves.pop(key, None)
+    while len(_measured_curves) >= MAX_KEPT_CURVES:  # the longest unmeasured goes
+        _measured_curves.pop(next(iter(_measured_curves)))
+    _measured_curves[key] = (item_ids, targets, points)
+    return item_ids, points
 
 
 def _stop_set(

@@ -36,6 +36,12 @@ def no_random_controls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("labeling.queue._draw", lambda: 1.0)
 
 
+@pytest.fixture(autouse=True)
+def no_kept_random_curves(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Retrains keep random sampling's measured curve per project; each story starts with none.
+    monkeypatch.setattr("modeling.services._measured_curves", {})
+
+
 def make_user(username: str, **extra: Any) -> User:
     return User.objects.create_user(username=username, password=PASSWORD, **extra)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
 from labeling.models import Item, Project
+from modeling import services
 from modeling.models import ModelVersion
 from modeling.services import refresh_model
 from tests.conftest import add_items, client_for, label, topic_of
@@ -72,6 +74,50 @@ def test_labels_saved_on_an_easy_project_says_why_there_is_no_number(
     assert version.metrics["evaluation"]["n"] == 44
     reason = "random sampling&#x27;s learning curve on the control items is too flat or noisy"
     assert reason in panel(topics, alice)
+
+
+def test_random_samplings_curve_is_measured_again_once_the_controls_grow_by_a_tenth(
+    topics: Project, bob: User
+) -> None:
+    add_items(topics, sports_texts(40)[12:] + finance_texts(40)[12:])
+    label_with_controls(topics, bob, ranked=6, controls=44)
+
+    def measured_on_after_more_controls(more: int, run: str) -> int:
+        unlabeled = list(topics.items.filter(answer_count=0).order_by("pk")[:more])
+        for item in unlabeled:
+            label(topics, bob, item, topic_of(item))
+        Item.objects.filter(pk__in=[item.pk for item in unlabeled]).update(is_random_control=True)
+        version = refresh_model(topics.pk, run_id=run)
+        assert version is not None
+        return int(version.metrics["labels_saved"]["measured_on"])
+
+    # Measuring trains 80 classifiers; four more controls (48 < 44 * 1.1) hardly move the
+    # curve, so the next retrain keeps it; a fifth and sixth make it worth measuring again.
+    assert measured_on_after_more_controls(0, "run-1") == 44
+    assert measured_on_after_more_controls(4, "run-2") == 44
+    assert measured_on_after_more_controls(2, "run-3") == 50
+
+
+def test_a_control_item_relabeled_gets_random_samplings_curve_measured_again(
+    topics: Project, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_items(topics, sports_texts(40)[12:] + finance_texts(40)[12:])
+    label_with_controls(topics, bob, ranked=6, controls=44)
+    measured = []
+    measure = services.measure_random_curve
+    monkeypatch.setattr(
+        services, "measure_random_curve", lambda *args: measured.append(1) or measure(*args)
+    )
+    refresh_model(topics.pk, run_id="run-1")
+    control = topics.items.filter(is_random_control=True).order_by("pk").first()
+    assert control is not None
+
+    # Bob changes his mind about one control item: the kept curve was measured on its old label.
+    label(topics, bob, control, "finance" if topic_of(control) == "sports" else "sports")
+    refresh_model(topics.pk, run_id="run-2")
+    refresh_model(topics.pk, run_id="run-3")
+
+    assert len(measured) == 2
 
 
 def panel_with_labels_saved(project: Project, alice: User, bob: User, saved: dict) -> str:
