@@ -239,6 +239,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         "live_labels_saved_band": [live.get("low"), live.get("high")],
         "live_labels_saved_is_lower_bound": live.get("at_least", False),
         "live_reason": live.get("reason", ""),
+        "live_curve_measured_on": live.get("measured_on"),
         **truth_figure,
     }
 

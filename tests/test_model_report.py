@@ -180,6 +180,25 @@ def test_the_learning_curve_shows_what_random_sampling_would_have_reached(
     assert RANDOM_SAMPLING in page.content.decode()
 
 
+def test_a_slow_starting_random_curve_is_drawn_as_fitted(trained: Project) -> None:
+    # A project with many labels: random sampling's curve was fitted as a sigmoid in log n,
+    # 0.95 - 0.9 / (1 + (n / 300)^1.4), trusted up to 4,000 labels.
+    curve = {"a": 0.95, "b": 0.9, "scale": 300.0, "family": "sigmoid", "shape": 1.4}
+    add_version(
+        trained, 3, 60, 140, 60, 12, labels_saved={"random_curve": {**curve, "up_to": 4000}}
+    )
+
+    chart = learning_curve_chart(version_reports(trained), random_baseline(trained))
+
+    lines = {line.name: line for line in chart.lines}
+    # At 20 labels: 0.95 - 0.9 / (1 + (20 / 300)^1.4) = 0.070; at 40: 0.101; at 60: 0.136.
+    assert [p.title for p in lines[RANDOM_SAMPLING].points] == [
+        f"{RANDOM_SAMPLING}: 7% at 20 labels",
+        f"{RANDOM_SAMPLING}: 10.1% at 40 labels",
+        f"{RANDOM_SAMPLING}: 13.6% at 60 labels",
+    ]
+
+
 def test_label_csv_counts_every_answer_per_label(trained: Project, alice: User) -> None:
     response = client_for(alice).get(report_url(trained, "labels"))
 
