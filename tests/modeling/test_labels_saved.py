@@ -135,7 +135,7 @@ def test_the_estimate_and_its_band_hold_the_labels_random_sampling_needs() -> No
         # The fitted curve itself comes along, for the report's chart.
         assert saved.curve is not None
         assert saved.curve.accuracy_at(64) == pytest.approx(current_correct.mean(), abs=0.02)
-        assert saved.trusted_up_to == 8000
+        assert saved.trusted_up_to == 4000
         estimates.append(saved.estimate)
         covered += saved.low <= 34 <= saved.high
     # Unbiased, and the 10th-90th percentile band holds the truth about 80% of the time.
@@ -225,11 +225,11 @@ def test_an_accuracy_beyond_the_curve_gives_a_lower_bound() -> None:
         X, y, right_on_share(1000, 0.95), 30, CurveLearner, np.random.default_rng(0)
     )
 
-    # Not within the 8000 labels the curve is trusted for: at least 8000 - 30 were saved.
+    # Not within the 4000 labels the curve is trusted for: at least 4000 - 30 were saved.
     assert saved.at_least
-    assert (saved.estimate, saved.low, saved.high) == (None, 7970, None)
+    assert (saved.estimate, saved.low, saved.high) == (None, 3970, None)
     assert saved.reason == ""
-    assert "trusted up to 8000 labels" in saved.note
+    assert "trusted up to 4000 labels" in saved.note
 
 
 def test_a_curve_that_levels_off_is_not_extrapolated_as_a_power_law() -> None:
@@ -247,18 +247,18 @@ def test_a_curve_that_levels_off_is_not_extrapolated_as_a_power_law() -> None:
     )
 
     assert saved.at_least
-    assert saved.low == 1600 - 100
+    assert saved.low == 800 - 100
 
 
 def test_labels_used_beyond_the_trusted_range_still_count_when_random_needs_fewer() -> None:
     X, y = control_items(80, seed=1)
 
-    # Random sampling reaches 80% at 64 labels, well within the 640 the curve is trusted for.
+    # Random sampling reaches 80% at 64 labels, well within the 320 the curve is trusted for.
     saved = labels_saved_estimate(
         X, y, X[:, 1] < true_curve(64), 700, CurveLearner, np.random.default_rng(1)
     )
 
-    assert saved.trusted_up_to == 640
+    assert saved.trusted_up_to == 320
     assert saved.estimate is not None
     assert saved.estimate == pytest.approx(64 - 700, abs=30)
 
@@ -266,7 +266,7 @@ def test_labels_used_beyond_the_trusted_range_still_count_when_random_needs_fewe
 def test_a_lower_bound_below_the_labels_used_gives_a_reason_instead_of_a_number() -> None:
     X, y = control_items(50)
 
-    # Random sampling would need more than the 400 labels its curve is trusted for, but the
+    # Random sampling would need more than the 200 labels its curve is trusted for, but the
     # current model used 500: it may have saved labels or cost some.
     saved = labels_saved_estimate(
         X, y, right_on_share(50, 0.96), 500, CurveLearner, np.random.default_rng(0)
@@ -274,7 +274,7 @@ def test_a_lower_bound_below_the_labels_used_gives_a_reason_instead_of_a_number(
 
     assert (saved.estimate, saved.low) == (None, None)
     assert saved.reason == (
-        "cannot tell yet: random sampling would need more than the 400 labels its curve can "
+        "cannot tell yet: random sampling would need more than the 200 labels its curve can "
         "be trusted for to reach 96%, against 500 used; more random-control labels would "
         "narrow that"
     )
