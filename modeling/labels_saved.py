@@ -154,8 +154,8 @@ class RandomCurvePoints:
     """Random sampling's measured learning curve on the control items, item by item.
 
     ``per_item[s, i]``: the share of classifiers trained on ``sizes[s]`` random control items
-    (not item ``i``) that predict item ``i`` right. The expensive part of an estimate: a
-    worker may keep it while the control items barely change, see :meth:`restricted_to`.
+    (not item ``i``) that predict item ``i`` right. The expensive part of an estimate, so a
+    worker may keep it while the control items barely change.
     """
 
     sizes: npt.NDArray[np.int64]
@@ -298,10 +298,9 @@ def labels_saved_from_points(
     note = (
         f"random sampling's learning curve (power laws, curves that level off and sigmoids in "
         f"log n, weighted by fit) measured with classifiers trained on random subsets of the "
-        f"control "
-        f"labels ({sizes[0]}-{sizes[-1]} of {n}, {points.folds}-fold, {points.repeats} repeats) "
-        f"and inverted "
-        f"at the current model's {current_accuracy:.0%} on the same items; band: "
+        f"control labels ({sizes[0]}-{sizes[-1]} of {n}, {points.folds}-fold, "
+        f"{points.repeats} repeats) and inverted at the current model's {current_accuracy:.0%} "
+        f"on the same items; band: "
         f"{BAND[0]}th-{BAND[1]}th percentile over bootstrap resamples of the control items, "
         f"each refitting the curve's shape; trusted up to {limit} labels"
     )
