@@ -13,8 +13,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def fresh_database(backend: str, postgres_url: str, name: str) -> Iterator[str]:
-    """Yield the URL of an empty database (`sqlite` or `postgres`), removed afterwards."""
+def fresh_database(
+    backend: str, postgres_url: str, name: str, *, keep: bool = False
+) -> Iterator[str]:
+    """Yield the URL of an empty database (`sqlite` or `postgres`), removed afterwards unless
+    ``keep`` (PostgreSQL only: a look at what the benchmark left)."""
     with tempfile.TemporaryDirectory(prefix="sift-bench-") as directory:
         os.environ["SIFT_VAR_DIR"] = directory
         if backend == "sqlite":
@@ -29,8 +32,9 @@ def fresh_database(backend: str, postgres_url: str, name: str) -> Iterator[str]:
         try:
             yield f"{base}/{name}"
         finally:
-            with psycopg.connect(postgres_url, autocommit=True) as admin:
-                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            if not keep:
+                with psycopg.connect(postgres_url, autocommit=True) as admin:
+                    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def setup_django(database_url: str) -> None:

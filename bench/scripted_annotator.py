@@ -104,7 +104,7 @@ def main() -> int:
     print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
     os.environ["REDIS_URL"] = args.redis_url
     database = f"{BENCH_DATABASE}_{os.getpid()}"  # two runs side by side do not collide
-    with fresh_database("postgres", args.postgres_url, database) as database_url:
+    with fresh_database("postgres", args.postgres_url, database, keep=args.keep) as database_url:
         setup_django(database_url)
         from django.core.management import call_command
         from django.db import connections
@@ -119,6 +119,8 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"written to {out}")
+    if args.keep:
+        print(f"database kept: DATABASE_URL={database_url} (drop it when done)")
     return 0
 
 
@@ -134,6 +136,12 @@ def _parse_args() -> argparse.Namespace:
         "--control-share", type=float, default=0.1, help="the project's random-control share"
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the database (its URL is printed): serve it with manage.py and log in as "
+        "lead / lead to see the dashboard of the run",
+    )
     parser.add_argument(
         "--out",
         default=str(REPO_ROOT / "var" / "bench" / "scripted_annotator.json"),
@@ -168,7 +176,8 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         for text, label in zip(train.texts, train.labels, strict=True)
     }
     users = get_user_model().objects
-    lead = users.create_user("lead")
+    # The lead's password lets a --keep run's dashboard be opened in a browser afterwards.
+    lead = users.create_user("lead", password="lead")
     annotator = users.create_user("annotator")
     project = Project.objects.create(
         name=dataset.title, retrain_every=10, random_control_share=args.control_share

@@ -14,6 +14,10 @@ MARGIN_BOTTOM = 22
 # Share of each period's slot a bar fills; the rest is the gap between bars.
 BAR_FILL = 0.8
 MAX_X_TICKS = 8
+# A tick under a bar shows at most this many characters (the bar's title has the whole name),
+# each about this many pixels wide at the charts' 11px font; ticks are spaced so none overlap.
+TICK_CHARS = 14
+CHAR_WIDTH = 6.5
 
 
 @dataclass(frozen=True)
@@ -136,10 +140,13 @@ def stacked_bars(
     y_ticks = [
         Tick(round(bottom - value * scale, 2), str(value)) for value in range(0, y_max + 1, step)
     ]
-    every = max(1, math.ceil(len(periods) / MAX_X_TICKS))
+    texts = [_shortened(period) for period in periods]
+    room = max(len(text) for text in texts) * CHAR_WIDTH + 8 if texts else 1.0
+    fitting = max(1, int((right - left) // room))
+    every = max(1, math.ceil(len(periods) / min(MAX_X_TICKS, fitting)))
     x_ticks = [
-        Tick(round(left + slot * (index + 0.5), 2), period)
-        for index, period in enumerate(periods)
+        Tick(round(left + slot * (index + 0.5), 2), text)
+        for index, text in enumerate(texts)
         if index % every == 0
     ]
     legend = [LegendEntry(name, colors[name]) for name in series]
@@ -228,3 +235,8 @@ def nice_step(largest: int, ticks: int = 4) -> int:
     rough = max(1.0, largest / ticks)
     power = 10 ** math.floor(math.log10(rough))
     return next(int(m * power) for m in (1, 2, 5, 10) if m * power >= rough)
+
+
+def _shortened(text: str) -> str:
+    """``text`` cut to ``TICK_CHARS`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= TICK_CHARS else text[: TICK_CHARS - 1] + "\u2026"

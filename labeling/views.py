@@ -90,6 +90,8 @@ from modeling.scheduling import (
 from modeling.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
 
 ApiTokenForm = modelform_factory(ApiToken, fields=["name"])
+# The model report's compute table shows the latest versions; its total and CSV cover all.
+COMPUTE_ROWS = 12
 
 
 @login_required
@@ -413,6 +415,7 @@ def model_report(request: AuthedRequest, project_id: int) -> HttpResponse:
     context = {
         "project": project,
         "versions": versions,
+        "recent_versions": versions[-COMPUTE_ROWS:],
         "totals": compute_totals(versions),
         "price": price_per_device_hour(),
         "curve": learning_curve_chart(versions, random_baseline(project)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from labeling.charts import (
@@ -103,6 +105,20 @@ def test_an_empty_line_chart_still_has_axes() -> None:
 
     assert chart.lines[0].points == []
     assert [t.text for t in chart.y_ticks] == ["0", "1"]
+
+
+def test_long_category_names_are_cut_short_and_spaced_apart() -> None:
+    # Banking77's 77 intents, some 47 characters long, under a 720-pixel chart.
+    names = [f"balance_not_updated_after_cheque_number_{n}" for n in range(77)]
+    chart = category_bars(names, [1] * 77, ["#111111"] * 77)
+
+    texts = [tick.text for tick in chart.x_ticks]
+    assert texts[:2] == ["balance_not_u\u2026", "balance_not_u\u2026"]
+    assert all(len(text) <= 14 for text in texts)
+    gaps = [b.position - a.position for a, b in itertools.pairwise(chart.x_ticks)]
+    assert min(gaps) >= 14 * 6.5  # no two ticks' texts overlap
+    assert len(texts) >= 5
+    assert chart.bars[0].title == "balance_not_updated_after_cheque_number_0: 1"
 
 
 def test_category_bars_give_each_category_its_colour() -> None:

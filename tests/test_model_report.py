@@ -199,6 +199,27 @@ def test_a_slow_starting_random_curve_is_drawn_as_fitted(trained: Project) -> No
     ]
 
 
+def test_a_long_compute_table_shows_the_latest_versions_and_totals_them_all(
+    trained: Project, alice: User
+) -> None:
+    # Retraining every few answers makes a version each time: 13 more, 15 in all.
+    for number in range(3, 16):
+        add_version(trained, number, 20 * number, 100, 30, 6)
+
+    html = client_for(alice).get(report_url(trained)).content.decode()
+    compute = html[html.index('id="compute"') :]
+
+    assert "<td>v15</td>" in compute
+    assert "<td>v4</td>" in compute
+    assert "<td>v3</td>" not in compute
+    assert compute.count("<tr><td>v") == 12
+    assert "The latest 12 of 15 versions" in compute
+    # The total is over all 15: 36 + 72 + 13 * 36 = 576 s of device time at 65 W is 10.4 Wh.
+    assert '<td id="total-energy">10.400</td>' in compute
+    csv_rows = client_for(alice).get(report_url(trained, "compute")).content.decode().splitlines()
+    assert len(csv_rows) == 1 + 15 + 1
+
+
 def test_label_csv_counts_every_answer_per_label(trained: Project, alice: User) -> None:
     response = client_for(alice).get(report_url(trained, "labels"))
 
