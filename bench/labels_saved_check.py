@@ -30,6 +30,8 @@ from bench.scripted_annotator import DATASETS
 
 
 def main() -> int:
+    from modeling import labels_saved
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="ag_news")
     parser.add_argument("--controls", type=int, default=400, help="random-control labels")
@@ -37,12 +39,10 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument(
         "--family",
-        choices=["stretched", "sigmoid"],
+        choices=sorted(labels_saved.SCALES),
         help="fit only this family of curve shapes (default: all, as the dashboard does)",
     )
     args = parser.parse_args()
-    from modeling import labels_saved
-
     if args.family:
         labels_saved.SHAPES = tuple(s for s in labels_saved.SHAPES if s.family == args.family)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]

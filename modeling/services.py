@@ -422,12 +422,13 @@ def _labels_saved(
     if len(item_ids) < MIN_CONTROL_LABELS:
         estimate = too_few_controls(len(item_ids))
     else:
-        measured_ids, points = _random_curve(project, labels, item_ids, targets, ids, vectors)
+        measured_ids, measured_targets, points = _random_curve(
+            project, labels, item_ids, targets, ids, vectors
+        )
         X_measured = vectors[_rows_of(ids, measured_ids)]
-        y_measured = targets[_rows_of(item_ids, measured_ids)]
         estimate = labels_saved_from_points(
             points,
-            classifier.predict_proba(X_measured).argmax(axis=1) == y_measured,
+            classifier.predict_proba(X_measured).argmax(axis=1) == measured_targets,
             labels_used,
             np.random.default_rng(0),
         )
@@ -462,9 +463,9 @@ def _random_curve(
     targets: npt.NDArray[np.int64],
     ids: npt.NDArray[np.int64],
     vectors: npt.NDArray[np.float32],
-) -> tuple[npt.NDArray[np.int64], RandomCurvePoints]:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], RandomCurvePoints]:
     """Random sampling's curve on the control items ``item_ids`` (class indices ``targets``),
-    and the items it was measured on.
+    with the items it was measured on and their class indices.
 
     The curve measured at an earlier retrain is kept while its items are all still controls
     with the same labels and the controls have grown by less than ``REMEASURE_GROWTH``: a few
@@ -473,15 +474,13 @@ def _random_curve(
     key = (project.pk, encoder_name(project), len(labels))
     kept = _measured_curves.get(key)
     if kept is not None:
-        kept_ids, kept_targets, points = kept
-        position = {int(pk): i for i, pk in enumerate(item_ids)}
-        rows = [position.get(int(pk), -1) for pk in kept_ids]
+        kept_ids, kept_targets, _ = kept
         if (
-            min(rows, default=-1) >= 0
-            and np.array_equal(targets[rows], kept_targets)
-            and len(item_ids) < len(kept_ids) * (1 + REMEASURE_GROWTH)
+            len(item_ids) < len(kept_ids) * (1 + REMEASURE_GROWTH)
+            and np.isin(kept_ids, item_ids).all()
+            and np.array_equal(targets[_rows_of(item_ids, kept_ids)], kept_targets)
         ):
-            return kept_ids, points
+            return kept
     points = measure_random_curve(
         vectors[_rows_of(ids, item_ids)],
         targets,
@@ -492,7 +491,7 @@ def _random_curve(
     while len(_measured_curves) >= MAX_KEPT_CURVES:  # the longest unmeasured goes
         _measured_curves.pop(next(iter(_measured_curves)))
     _measured_curves[key] = (item_ids, targets, points)
-    return item_ids, points
+    return item_ids, targets, points
 
 
 def _stop_set(
