@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modeling.encoders import TextEncoder
+from modeling.core.encoders import TextEncoder
 
 DEFAULT_DATA = Path("/work/shared/datasets/ag_news/train_sample_5k/train_sample.csv")
 

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_embedding import DEFAULT_DATA, read_texts
-from modeling.encoders import TextEncoder, default_encoder_path
+from modeling.core.encoders import TextEncoder, default_encoder_path
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modeling.encoders import default_encoder_path
-from modeling.finetuning import (
+from modeling.core.encoders import default_encoder_path
+from modeling.core.finetuning import (
     Examples,
     FineTuneConfig,
     TokenCache,

@@ -137,7 +137,7 @@ def _seed(args: argparse.Namespace) -> tuple[int, list[int], int]:
     from django.db import connection
 
     from labeling.models import Annotation, Item, Membership, Project, Role, content_hash
-    from modeling.encoders import DEFAULT_ENCODER_NAME
+    from modeling.core.encoders import DEFAULT_ENCODER_NAME
     from modeling.models import EmbeddingChunk
     from modeling.services import CHUNK_SIZE
 
@@ -218,7 +218,7 @@ class PhaseTimer:
 
     def install(self) -> None:
         from modeling import services
-        from modeling.classifiers import HeadClassifier
+        from modeling.core.classifiers import HeadClassifier
 
         for name in (
             "_claim",

@@ -1,6 +1,6 @@
 """Does the labels-saved band cover the truth? An offline check on a real dataset, no Django.
 
-The dashboard's estimate (modeling/labels_saved.py) sees only the random-control items. Here
+The dashboard's estimate (modeling/core/labels_saved.py) sees only the random-control items. Here
 the "current model" is trained on ``m`` random pool items that are not controls, so random
 sampling needs, by construction, ``m`` labels for its accuracy: the true labels saved is 0 and
 the estimate's "labels random sampling needs" (estimate + m) should be near ``m``, its band
@@ -30,7 +30,7 @@ from bench.scripted_annotator import DATASETS
 
 
 def main() -> int:
-    from modeling import labels_saved
+    from modeling.core import labels_saved
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="ag_news")
@@ -48,9 +48,9 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
 
-    from modeling.classifiers import HeadClassifier
+    from modeling.core.classifiers import HeadClassifier
+    from modeling.core.encoders import TextEncoder, default_encoder_path
     from modeling.datasets import embed_cached, index_labels, load_labeled
-    from modeling.encoders import TextEncoder, default_encoder_path
 
     dataset = DATASETS[args.dataset]()
     with dataset.train.open("rb") as stream:

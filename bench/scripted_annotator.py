@@ -1,7 +1,7 @@
 """A scripted annotator labels a dataset through the live queue; is the labels-saved estimate true?
 
 The dashboard estimates how many labels active learning saved from the random-control items
-alone (modeling/labels_saved.py). This run checks that estimate against the truth:
+alone (modeling/core/labels_saved.py). This run checks that estimate against the truth:
 
 1. The dataset's training file (AG News: train_sample_5k; Banking77: train.csv, 10,003 items,
    77 intents) is imported into a fresh PostgreSQL project WITHOUT its labels.
@@ -44,7 +44,7 @@ from bench.harness import REPO_ROOT, fresh_database, setup_django
 from labeling.parsers import Columns
 
 if TYPE_CHECKING:
-    from modeling.simulation import CurvePoint
+    from modeling.core.simulation import CurvePoint
 
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 BENCH_DATABASE = "sift_bench_scripted"
@@ -258,12 +258,12 @@ def _true_labels_saved(
 ) -> dict[str, object]:
     """Random sampling's real learning curve on this pool, inverted at the live model's accuracy."""
     from labeling.models import Project
-    from modeling.classifiers import HeadClassifier
+    from modeling.core.classifiers import HeadClassifier
+    from modeling.core.encoders import TextEncoder, default_encoder_path
+    from modeling.core.labels_saved import labels_to_reach
+    from modeling.core.simulation_report import mean_curve
     from modeling.datasets import embed_cached, load_labeled
-    from modeling.encoders import TextEncoder, default_encoder_path
-    from modeling.labels_saved import labels_to_reach
     from modeling.services import encoder_name, load_embeddings, training_set
-    from modeling.simulation_report import mean_curve
 
     assert isinstance(project, Project)
     labels = list(project.labels.all())
@@ -323,9 +323,9 @@ def _random_curves(
     Each further try doubles the budget and the round size and runs afresh, so every try
     trains about 100 classifiers a run, not more and more.
     """
-    from modeling.labels_saved import labels_to_reach
-    from modeling.simulation import run_simulation
-    from modeling.simulation_report import mean_curve
+    from modeling.core.labels_saved import labels_to_reach
+    from modeling.core.simulation import run_simulation
+    from modeling.core.simulation_report import mean_curve
 
     budget, batch_size = 2500, 25
     while True:

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 
 from labeling.models import Item, Label, Project, Role
 from labeling.parsers import FORMATS, Columns
-from modeling.strategies import STRATEGIES
+from modeling.core.strategies import STRATEGIES
 
 
 class AnswerForm(forms.Form):

@@ -1,6 +1,6 @@
 """The lead's model report: what each model version cost, how accuracy grew, how labels spread.
 
-Reads the database in one query per section. Energy is an estimate from modeling.energy;
+Reads the database in one query per section. Energy is an estimate from modeling.core.energy;
 cost needs SIFT_PRICE_PER_DEVICE_HOUR in the settings and is 0 while that is unset.
 """
 
@@ -16,8 +16,8 @@ from django.db.models import Count
 
 from labeling.charts import BarChart, LineChart, category_bars, line_chart
 from labeling.models import Project
-from modeling.energy import energy_wh
-from modeling.labels_saved import LearningCurve
+from modeling.core.energy import energy_wh
+from modeling.core.labels_saved import LearningCurve
 
 EVALUATION = "evaluation accuracy"
 CROSS_VALIDATED = "cross-validated accuracy"

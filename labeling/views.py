@@ -80,6 +80,7 @@ from labeling.services import (
     submit_answer,
     undo_last_answer,
 )
+from modeling.core.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
 from modeling.scheduling import (
     cancel_finetune,
     promote_version,
@@ -87,7 +88,6 @@ from modeling.scheduling import (
     request_retrain,
     state_of,
 )
-from modeling.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
 
 ApiTokenForm = modelform_factory(ApiToken, fields=["name"])
 # The model report's compute table shows the latest versions; its total and CSV cover all.

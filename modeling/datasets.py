@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from labeling.parsers import Columns, ParseError, Rejected, Row, read_rows
-from modeling.encoders import ProgressCallback, TextEncoder
+from modeling.core.encoders import ProgressCallback, TextEncoder
 
 LABELED_LINES = "labeled-lines"
 FORMATS = ("csv", "tsv", "jsonl", LABELED_LINES)

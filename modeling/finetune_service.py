@@ -2,7 +2,7 @@
 
 Runs in the `gpu` queue's workers (modeling/tasks.py); the web app asks for it through
 modeling/scheduling.py and never imports this module, so it never loads torch. The training
-itself is modeling/finetuning.py; this module reads and writes the database around it.
+itself is modeling/core/finetuning.py; this module reads and writes the database around it.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from django.utils import timezone
 
 from labeling.models import Item, Label, Project
 from modeling import services
-from modeling.checkpoints import CHECKPOINT_NAME, load, save_atomic
-from modeling.encoders import default_encoder_path
-from modeling.energy import EnergyMeter
-from modeling.finetuning import (
+from modeling.core.checkpoints import CHECKPOINT_NAME, load, save_atomic
+from modeling.core.encoders import default_encoder_path
+from modeling.core.energy import EnergyMeter
+from modeling.core.finetuning import (
     CancelCallback,
     FineTuneConfig,
     FineTunedClassifier,
@@ -34,10 +34,10 @@ from modeling.finetuning import (
     TrainingCancelled,
     TrainingResult,
 )
+from modeling.core.ranking import rank_pool
+from modeling.core.strategies import DEFAULT_STRATEGY, STRATEGIES, BaldStrategy, QueryStrategy
 from modeling.models import FineTuneRun, ModelVersion
-from modeling.ranking import rank_pool
 from modeling.scheduling import locked_state
-from modeling.strategies import DEFAULT_STRATEGY, STRATEGIES, BaldStrategy, QueryStrategy
 
 log = logging.getLogger(__name__)
 

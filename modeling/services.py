@@ -31,9 +31,9 @@ from labeling.models import (
     Project,
     QueueEntry,
 )
-from modeling.classifiers import Classifier, HeadClassifier
-from modeling.encoders import DEFAULT_ENCODER_NAME, TextEncoder
-from modeling.evaluation import (
+from modeling.core.classifiers import Classifier, HeadClassifier
+from modeling.core.encoders import DEFAULT_ENCODER_NAME, TextEncoder
+from modeling.core.evaluation import (
     accuracy,
     bootstrap_ci,
     classification_report,
@@ -44,18 +44,18 @@ from modeling.evaluation import (
     out_of_fold_probabilities,
     subset_accuracy,
 )
-from modeling.labels_saved import (
+from modeling.core.labels_saved import (
     MIN_CONTROL_LABELS,
     RandomCurvePoints,
     labels_saved_from_points,
     measure_random_curve,
     too_few_controls,
 )
+from modeling.core.ranking import farthest_first, rank_pool
+from modeling.core.stopping import mean_uncertainty, stop_set_hash, stop_set_predictions
+from modeling.core.strategies import DEFAULT_STRATEGY, STRATEGIES, cold_start, nearest_to
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
-from modeling.ranking import farthest_first, rank_pool
 from modeling.scheduling import announce_promotion, locked_state, request_retrain
-from modeling.stopping import mean_uncertainty, stop_set_hash, stop_set_predictions
-from modeling.strategies import DEFAULT_STRATEGY, STRATEGIES, cold_start, nearest_to
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ def tiny_bert(folder: Path, *, dropout: float = 0.1) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from modeling.encoders import default_encoder_path
+    from modeling.core.encoders import default_encoder_path
 
     tokenizer = AutoTokenizer.from_pretrained(default_encoder_path(), local_files_only=True)
     tokenizer.save_pretrained(folder)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from labeling.models import Role
-from modeling.checkpoints import CHECKPOINT_NAME, load
+from modeling.core.checkpoints import CHECKPOINT_NAME, load
 from modeling.models import FineTuneRun, ModelVersion
 from modeling.scheduling import request_finetune
 from tests.conftest import add_items, label, make_project, make_user

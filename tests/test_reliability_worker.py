@@ -19,7 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from labeling.models import Annotation, ApiToken, Item, Project, QueueEntry, Role, content_hash
-from modeling.encoders import DEFAULT_ENCODER_NAME
+from modeling.core.encoders import DEFAULT_ENCODER_NAME
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
 from modeling.scheduling import request_retrain
 from tests.conftest import add_items, make_project, make_user, topic_of

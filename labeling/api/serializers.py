@@ -10,8 +10,8 @@ from rest_framework import serializers
 
 from labeling.models import Annotation, Item, Label, Project
 from labeling.validation import contains_nul
+from modeling.core.strategies import STRATEGIES
 from modeling.models import ModelVersion
-from modeling.strategies import STRATEGIES
 
 
 class LabelSerializer(serializers.ModelSerializer):

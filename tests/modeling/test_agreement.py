@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modeling.agreement import cohen_kappa, krippendorff_alpha
+from modeling.core.agreement import cohen_kappa, krippendorff_alpha
 
 
 def test_kappa_of_identical_ratings_is_one() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modeling.strategies import STRATEGIES, BaldStrategy, bald_scores
+from modeling.core.strategies import STRATEGIES, BaldStrategy, bald_scores
 
 EMBEDDINGS = np.eye(3, dtype=np.float32)
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from modeling.classifiers import HeadClassifier
+from modeling.core.classifiers import HeadClassifier
 
 
 def blobs(n_per_class: int, n_classes: int, dim: int = 16, seed: int = 0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modeling.encoders import TextEncoder, default_encoder_path
+from modeling.core.encoders import TextEncoder, default_encoder_path
 
 
 @pytest.fixture(scope="module")

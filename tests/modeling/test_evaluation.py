@@ -7,7 +7,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from modeling.evaluation import (
+from modeling.core.evaluation import (
     accuracy,
     bootstrap_ci,
     classification_report,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling.checkpoints import CHECKPOINT_NAME, load_latest, save_atomic
-from modeling.finetuning import (
+from modeling.core.checkpoints import CHECKPOINT_NAME, load_latest, save_atomic
+from modeling.core.finetuning import (
     Callback,
     Examples,
     FineTuneConfig,

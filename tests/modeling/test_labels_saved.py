@@ -6,8 +6,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from modeling.classifiers import Classifier
-from modeling.labels_saved import (
+from modeling.core.classifiers import Classifier
+from modeling.core.labels_saved import (
     SIGMOID,
     STRETCHED,
     LearningCurve,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from modeling.ranking import farthest_first, rank_pool
-from modeling.strategies import MarginStrategy, RandomStrategy
+from modeling.core.ranking import farthest_first, rank_pool
+from modeling.core.strategies import MarginStrategy, RandomStrategy
 
 
 def test_the_batch_comes_first_then_the_most_uncertain() -> None:

@@ -14,7 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from modeling.strategies import DEFAULT_STRATEGY
+from modeling.core.strategies import DEFAULT_STRATEGY
 
 SUBJECTS = ("The striker", "Our goalkeeper", "The home team", "The coach", "A young winger")
 TOPICS = {

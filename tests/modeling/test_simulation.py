@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modeling.simulation import CurvePoint, run_simulation, summarize
+from modeling.core.simulation import CurvePoint, run_simulation, summarize
 
 
 def overlapping_blobs(n: int, seed: int):

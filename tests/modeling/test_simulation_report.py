@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from modeling.labels_saved import labels_to_reach
-from modeling.simulation import CurvePoint
-from modeling.simulation_report import mean_curve, true_labels_saved, write_report
+from modeling.core.labels_saved import labels_to_reach
+from modeling.core.simulation import CurvePoint
+from modeling.core.simulation_report import mean_curve, true_labels_saved, write_report
 
 
 def curve(*points: tuple[int, float]) -> list[CurvePoint]:

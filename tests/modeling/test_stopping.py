@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modeling.stopping import (
+from modeling.core.stopping import (
     CONSIDER_STOPPING,
     KEEP_LABELING,
     StopSetPredictions,

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from modeling.ranking import rank_pool
-from modeling.strategies import (
+from modeling.core.ranking import rank_pool
+from modeling.core.strategies import (
     DEFAULT_STRATEGY,
     STRATEGIES,
     AdaptiveDensityDiverse,

@@ -23,7 +23,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from labeling.parsers import Columns, ParseError, guess_format
-from modeling.classifiers import HeadClassifier
+from modeling.core.classifiers import HeadClassifier
+from modeling.core.encoders import TextEncoder
+from modeling.core.finetuning import FineTuneConfig, WarmStartedFineTuning
+from modeling.core.simulation import (
+    ClassifierFactory,
+    CurvePoint,
+    StrategySummary,
+    run_simulation,
+    summarize,
+)
+from modeling.core.simulation_report import write_report
+from modeling.core.strategies import DEFAULT_STRATEGY, STRATEGIES
 from modeling.datasets import (
     FORMATS,
     LabeledTexts,
@@ -32,17 +43,6 @@ from modeling.datasets import (
     load_labeled,
     stratified_split,
 )
-from modeling.encoders import TextEncoder
-from modeling.finetuning import FineTuneConfig, WarmStartedFineTuning
-from modeling.simulation import (
-    ClassifierFactory,
-    CurvePoint,
-    StrategySummary,
-    run_simulation,
-    summarize,
-)
-from modeling.simulation_report import write_report
-from modeling.strategies import DEFAULT_STRATEGY, STRATEGIES
 
 
 def _fine_tuning(options: dict[str, Any]) -> ClassifierFactory:

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from modeling.strategies import QueryStrategy, uncertainty_scores
+from modeling.core.strategies import QueryStrategy, uncertainty_scores
 
 FloatArray = npt.NDArray[np.floating]
 IndexArray = npt.NDArray[np.intp]

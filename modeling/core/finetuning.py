@@ -1,7 +1,7 @@
 """Fine-tuning the transformer itself on the labeled items, on a GPU when there is one.
 
 :class:`FineTunedClassifier` puts ``AutoModelForSequenceClassification`` (single- or
-multi-label) behind the same :class:`~modeling.classifiers.Classifier` interface as the fast
+multi-label) behind the same :class:`~modeling.core.classifiers.Classifier` interface as the fast
 head, so the live queue and ``simulate`` use it the same way; its ``X`` is an array of texts.
 :func:`train` is the loop, with everything that makes device time count: mixed precision,
 gradient accumulation, warmup and decay, early stopping that keeps the best weights, optional
@@ -30,10 +30,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from modeling.checkpoints import CHECKPOINT_NAME, load, load_latest, save_atomic
-from modeling.classifiers import Classifier
-from modeling.encoders import default_encoder_path
-from modeling.energy import EnergyMeter
+from modeling.core.checkpoints import CHECKPOINT_NAME, load, load_latest, save_atomic
+from modeling.core.classifiers import Classifier
+from modeling.core.encoders import default_encoder_path
+from modeling.core.energy import EnergyMeter
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Every strategy is a small class behind one method, :meth:`QueryStrategy.query`, 
 arrays describing the unlabeled pool and returns row indices into them. Everything is numpy;
 nothing here imports Django or reads the database.
 
-Embeddings are expected to be L2-normalized (as :class:`modeling.encoders.TextEncoder`
+Embeddings are expected to be L2-normalized (as :class:`modeling.core.encoders.TextEncoder`
 returns them), so a dot product is a cosine similarity.
 """
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from modeling.classifiers import Classifier
+from modeling.core.classifiers import Classifier
 
 
 def out_of_fold_probabilities(

@@ -16,7 +16,7 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 
-from modeling.agreement import cohen_kappa
+from modeling.core.agreement import cohen_kappa
 
 # Agreement between successive versions that counts as "stable".
 KAPPA_THRESHOLD = 0.99

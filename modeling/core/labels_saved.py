@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modeling.classifiers import Classifier
+from modeling.core.classifiers import Classifier
 
 # Below this many control labels the curve's points are too noisy to fit.
 MIN_CONTROL_LABELS = 40

@@ -2,7 +2,7 @@
 
 A simulation knows what the live dashboard can only estimate: random sampling's real learning
 curve on the same pool and test set. So the labels saved here are the true figure, the one
-the dashboard's estimate (modeling/labels_saved.py) tries to approach. Curves in, files out;
+the dashboard's estimate (modeling/core/labels_saved.py) tries to approach. Curves in, files out;
 no Django.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from modeling.labels_saved import labels_to_reach
-from modeling.simulation import CurvePoint
+from modeling.core.labels_saved import labels_to_reach
+from modeling.core.simulation import CurvePoint
 
 Curves = Mapping[str, Sequence[Sequence[CurvePoint]]]
 

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import f1_score
 
-from modeling.classifiers import Classifier, HeadClassifier
-from modeling.ranking import rank_pool
-from modeling.strategies import STRATEGIES, RandomStrategy, cold_start
+from modeling.core.classifiers import Classifier, HeadClassifier
+from modeling.core.ranking import rank_pool
+from modeling.core.strategies import STRATEGIES, RandomStrategy, cold_start
 
 ClassifierFactory = Callable[[int], Classifier]
 """Builds a fresh, untrained classifier for ``n_classes`` classes."""
@@ -71,7 +71,7 @@ def run_simulation(
 ) -> list[CurvePoint]:
     """Simulate single-label active learning and return the learning curve.
 
-    The first ``seed_size`` items are chosen by :func:`modeling.strategies.cold_start` (or
+    The first ``seed_size`` items are chosen by :func:`modeling.core.strategies.cold_start` (or
     uniformly at random for the ``random`` strategy, so it stays a true baseline). Then, until
     ``budget`` labels are spent: train a fresh classifier on the labeled items, score it on the
     test set, and let the strategy pick the next ``batch_size`` items from the rest of the
@@ -83,7 +83,7 @@ def run_simulation(
         test_emb: ``(n_test, dim)`` embeddings of the held-out test set.
         test_y: ``(n_test,)`` true class indices of the test set.
         n_classes: number of classes.
-        strategy_name: a key of :data:`modeling.strategies.STRATEGIES`.
+        strategy_name: a key of :data:`modeling.core.strategies.STRATEGIES`.
         seed_size: labels before the first model is trained.
         batch_size: labels added per round.
         budget: total labels; the last round may be smaller to land on it exactly.
