@@ -14,8 +14,7 @@ import json
 import logging
 import math
 import tempfile
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import islice
@@ -32,6 +31,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from kombu.exceptions import OperationalError as BrokerError
 
+from labeling.consensus import agreement, answers_by_item, final_labels, rulings_by_item
 from labeling.models import Adjudication, Annotation, ExportJob, Item, Project, Webhook
 from labeling.parsers import EXPORT_COLUMNS, MULTI_LABEL_SEPARATOR
 from labeling.validation import contains_nul, parse_iso_time
@@ -208,49 +208,6 @@ def runs_in_background(item_count: int) -> bool:
     return item_count > getattr(settings, "SIFT_EXPORT_SYNC_LIMIT", DEFAULT_SYNC_LIMIT)
 
 
-# Final labels: pure functions over one item's answers.
-
-
-@dataclass(frozen=True)
-class Answer:
-    annotator: str
-    labels: list[str]
-    skipped: bool
-    seconds_spent: float
-    created_at: datetime
-
-
-def final_labels(
-    answers: Sequence[Answer], multi_label: bool, label_order: Sequence[str] = ()
-) -> list[str]:
-    """The item's final labels from its answers, given oldest change first.
-
-    Single-label: the label most non-skipped answers chose, a tie going to the label answered
-    last. Multi-label: every label chosen by at least half of the non-skipped answers, in
-    `label_order` (the project's label order).
-    """
-    given = [answer for answer in answers if not answer.skipped]
-    counts = Counter(name for answer in given for name in dict.fromkeys(answer.labels))
-    if not counts:
-        return []
-    if multi_label:
-        chosen = {name for name, count in counts.items() if 2 * count >= len(given)}
-        ordered = [*label_order, *sorted(set(counts) - set(label_order))]
-        return [name for name in ordered if name in chosen]
-    top = max(counts.values())
-    tied = {name for name, count in counts.items() if count == top}
-    latest = next(answer for answer in reversed(given) if tied.intersection(answer.labels))
-    return [next(name for name in latest.labels if name in tied)]
-
-
-def agreement(answers: Sequence[Answer], final: Sequence[str]) -> float | None:
-    """The share of non-skipped answers that gave exactly the final labels; None under two."""
-    given = [answer for answer in answers if not answer.skipped]
-    if len(given) < 2:
-        return None
-    return sum(set(answer.labels) == set(final) for answer in given) / len(given)
-
-
 # Reading rows: one chunk of items, and its answers, at a time.
 
 
@@ -282,11 +239,15 @@ def export_rows(
         in_chunk = Annotation.objects.filter(item_id__in=[values[0] for values in chunk])
         answers = answers_by_item(in_chunk, label_names)
         ruled = [values[0] for values in chunk if values[-1] is not None]
-        rulings = rulings_by_item(ruled, label_names) if ruled else {}
+        rulings = (
+            rulings_by_item(Adjudication.objects.filter(item_id__in=ruled), label_names)
+            if ruled
+            else {}
+        )
         for pk, external_id, text, metadata, suggested, confidence, version, control, _ in chunk:
             item_answers = answers.get(pk, [])
-            final = rulings.get(pk) or final_labels(
-                item_answers, project.multi_label, names_in_order
+            final = final_labels(
+                item_answers, project.multi_label, names_in_order, rulings.get(pk, ())
             )
             prediction = [label_names[p] for p in suggested or [] if p in label_names]
             has_prediction = bool(prediction) and confidence is not None
@@ -322,46 +283,6 @@ def export_rows(
         read += len(chunk)
         if progress is not None:
             progress(read)
-
-
-def rulings_by_item(
-    item_ids: Sequence[int], label_names: Mapping[int, str]
-) -> dict[int, list[str]]:
-    """Reviewers' final labels for those of the items that have a ruling, in label order."""
-    chosen: dict[int, set[int]] = {}
-    rows = Adjudication.objects.filter(item_id__in=item_ids).values_list("item_id", "labels__id")
-    for item_id, label_id in rows:
-        chosen.setdefault(item_id, set()).add(label_id)
-    return {
-        item_id: [name for pk, name in label_names.items() if pk in picked]
-        for item_id, picked in chosen.items()
-    }
-
-
-def answers_by_item(
-    query: QuerySet[Annotation], label_names: Mapping[int, str]
-) -> dict[int, list[Answer]]:
-    """The answers of a query grouped by item, oldest change first, in one query.
-
-    `label_names` maps label ids to names in the project's label order; each answer's labels
-    come in that order.
-    """
-    rows = query.order_by("item_id", "updated_at", "pk").values_list(
-        "pk", "item_id", "annotator__username", "skipped", "seconds_spent", "created_at", "labels"
-    )
-    position = {pk: index for index, pk in enumerate(label_names)}
-    answers: dict[int, list[Answer]] = {}
-    chosen: dict[int, tuple[Answer, list[int]]] = {}
-    for pk, item_pk, username, skipped, seconds, created_at, label_pk in rows:
-        if pk not in chosen:
-            answer = Answer(username, [], skipped, seconds, created_at)
-            chosen[pk] = (answer, [])
-            answers.setdefault(item_pk, []).append(answer)
-        if label_pk is not None:
-            chosen[pk][1].append(label_pk)
-    for answer, label_pks in chosen.values():
-        answer.labels.extend(label_names[p] for p in sorted(label_pks, key=position.__getitem__))
-    return answers
 
 
 # Writers.

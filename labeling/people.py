@@ -20,7 +20,7 @@ from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from labeling.charts import BarChart, stacked_bars
-from labeling.exporting import Answer, answers_by_item, final_labels
+from labeling.consensus import Answer, answers_by_item, final_labels
 from labeling.models import (
     IMPORTED_USERNAME,
     LABEL_COLORS,

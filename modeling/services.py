@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,8 +22,8 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from labeling.consensus import final_labels_by_item
 from labeling.models import (
-    Adjudication,
     Annotation,
     Item,
     Label,
@@ -263,7 +263,7 @@ def training_set(project: Project, labels: list[Label]) -> TrainingSet:
     answers = Annotation.objects.filter(item__project=project, skipped=False)
     if not project.train_on_control:
         answers = answers.exclude(item__is_random_control=True)
-    return _majority_labels(project, labels, answers)
+    return _agreed_labels(project, labels, answers)
 
 
 def evaluation_set(project: Project, labels: list[Label]) -> TrainingSet:
@@ -271,46 +271,28 @@ def evaluation_set(project: Project, labels: list[Label]) -> TrainingSet:
     answers = Annotation.objects.filter(
         item__project=project, item__is_random_control=True, skipped=False
     )
-    return _majority_labels(project, labels, answers)
+    return _agreed_labels(project, labels, answers)
 
 
-def _majority_labels(
+def _agreed_labels(
     project: Project, labels: list[Label], annotations: QuerySet[Annotation]
 ) -> TrainingSet:
-    index = {label.pk: i for i, label in enumerate(labels)}
-    chosen: dict[int, dict[int, set[int]]] = defaultdict(dict)
-    rows = annotations.values_list("pk", "item_id", "labels__id")
-    for annotation_id, item_id, label_id in rows:
-        picked = chosen[item_id].setdefault(annotation_id, set())
-        if label_id is not None:
-            picked.add(index[label_id])
-    # A reviewer's ruling replaces the answers' majority.
-    rulings: dict[int, set[int]] = defaultdict(set)
-    ruled_rows = Adjudication.objects.filter(item__project=project).values_list(
-        "item_id", "labels__id"
-    )
-    for item_id, label_id in ruled_rows:
-        if item_id in chosen and label_id is not None:
-            rulings[item_id].add(index[label_id])
-    for item_id, ruled in rulings.items():
-        chosen[item_id] = {-1: ruled}
-    item_ids = sorted(chosen)
+    """The answered items with their final labels (labeling/consensus.py) as class indices."""
+    index = {label.name: i for i, label in enumerate(labels)}
+    final = final_labels_by_item(project, annotations)
+    item_ids = sorted(final)
     counts: Counter[int] = Counter()
     targets: npt.NDArray[np.int64]
     if project.multi_label:
         targets = np.zeros((len(item_ids), len(labels)), dtype=np.int64)
         for row, item_id in enumerate(item_ids):
-            answers = list(chosen[item_id].values())
-            votes = Counter(i for answer in answers for i in answer)
-            for i, n in votes.items():
-                if 2 * n >= len(answers):
-                    targets[row, i] = 1
-                    counts[i] += 1
+            for name in final[item_id]:
+                targets[row, index[name]] = 1
+                counts[index[name]] += 1
     else:
         targets = np.zeros(len(item_ids), dtype=np.int64)
         for row, item_id in enumerate(item_ids):
-            votes = Counter(i for answer in chosen[item_id].values() for i in answer)
-            targets[row] = votes.most_common(1)[0][0]
+            targets[row] = index[final[item_id][0]]
             counts[int(targets[row])] += 1
     return TrainingSet(
         item_ids=item_ids,
