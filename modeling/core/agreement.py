@@ -28,6 +28,11 @@ def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
     Returns 1.0 when ``p_e`` is 1, which happens only when both raters gave one and the
     same category to every item (so ``p_o`` is 1 too). Raises ValueError when the sequences
     differ in length or are empty.
+
+    Written out rather than ``sklearn.metrics.cohen_kappa_score``, which gives the same
+    numbers but measured 4 to 28 times slower (1,000 stop-set predictions: 3.6 ms against
+    0.6 ms; 20 to 2,000 annotator answers: 2.6-3.7 ms against 0.1-0.9 ms) and cannot take
+    tuple categories without this encoding first.
     """
     if len(a) != len(b):
         raise ValueError(f"Both raters must rate the same items ({len(a)} != {len(b)}).")

@@ -14,9 +14,9 @@ from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import f1_score
 
 from modeling.core.classifiers import Classifier, HeadClassifier
+from modeling.core.evaluation import macro_f1
 from modeling.core.ranking import rank_pool
 from modeling.core.strategies import STRATEGIES, RandomStrategy, cold_start
 
@@ -36,7 +36,7 @@ class CurvePoint:
     accuracy: float
     """Accuracy on the test set."""
     macro_f1: float
-    """F1 averaged over all classes, each weighing the same, on the test set."""
+    """Mean F1 on the test set over the classes it holds or the model predicts."""
     seconds: float
     """Wall-clock seconds of this round: training plus choosing the next batch."""
 
@@ -120,11 +120,7 @@ def run_simulation(
         seconds = time.perf_counter() - started
         predictions = classifier.predict_proba(test_x).argmax(axis=1)
         accuracy = float(np.mean(predictions == test_y))
-        macro_f1 = float(
-            f1_score(
-                test_y, predictions, labels=np.arange(n_classes), average="macro", zero_division=0
-            )
-        )
+        f1 = macro_f1(test_y, predictions, n_classes)
         n_labeled = len(labeled)
         if n_labeled < budget:
             started = time.perf_counter()
@@ -151,7 +147,7 @@ def run_simulation(
             )
             is_labeled[pool[picks]] = True
             seconds += time.perf_counter() - started
-        curve.append(CurvePoint(n_labeled, accuracy, macro_f1, seconds))
+        curve.append(CurvePoint(n_labeled, accuracy, f1, seconds))
         if n_labeled >= budget:
             return curve
 

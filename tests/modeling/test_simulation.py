@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
+from modeling.core.classifiers import Classifier
 from modeling.core.simulation import CurvePoint, run_simulation, summarize
 
 
@@ -78,6 +80,37 @@ def test_the_default_strategy_learns_faster_than_random():
 
     # Across seed sets the gap measured 0.026 to 0.047; 0.01 leaves room without going blind.
     assert summary["uncertain_diverse"]["auc"] > summary["random"]["auc"] + 0.01
+
+
+class Oracle(Classifier):
+    """Reads each item's true class from its input, so its predictions are always right."""
+
+    def fit(self, X: npt.NDArray[np.floating], y: npt.NDArray[np.integer]) -> Oracle:
+        return self
+
+    def predict_proba(self, X: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        return np.eye(self.n_classes)[np.asarray(X, dtype=np.intp)]
+
+
+def test_a_class_missing_from_the_test_set_does_not_lower_macro_f1():
+    X, y, n_classes = overlapping_blobs(300, seed=0)
+    test = y[200:] != 9  # class 9 has no test items and is never predicted
+
+    curve = run_simulation(
+        X[:200],
+        y[:200],
+        X[200:][test],
+        y[200:][test],
+        n_classes,
+        "random",
+        budget=50,
+        classifier_factory=Oracle,
+        train_inputs=y[:200],
+        test_inputs=y[200:][test],
+    )
+
+    # Counting class 9 as F1 = 0 would give 0.9.
+    assert [point.macro_f1 for point in curve] == [1.0, 1.0]
 
 
 def point(labels: int, accuracy: float) -> CurvePoint:
