@@ -61,7 +61,7 @@ def _measure(args: argparse.Namespace, project_id: int, user_id: int) -> dict[st
     import labeling.queue
     import labeling.services
     from labeling.models import Project
-    from modeling.services import refresh_model
+    from modeling.services.refresh import refresh_model
 
     old_queue = _module_at(args.against, "labeling/queue.py", "baseline_queue")
     old_services = _module_at(args.against, "labeling/services.py", "baseline_services")

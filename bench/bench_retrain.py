@@ -1,6 +1,6 @@
 """Retrain benchmark: retrain + rescoring of a large pool + queue refresh, once embeddings exist.
 
-The requirement it checks: on a 2-core machine, `modeling.services.refresh_model` for a
+The requirement it checks: on a 2-core machine, `modeling.services.refresh.refresh_model` for a
 100,000-item project whose embeddings are already stored takes under 2 s (median of 5), and
 next-item (`lease_next_item`) p99 stays under 50 ms while it runs.
 
@@ -139,7 +139,7 @@ def _seed(args: argparse.Namespace) -> tuple[int, list[int], int]:
     from labeling.models import Annotation, Item, Membership, Project, Role, content_hash
     from modeling.core.encoders import DEFAULT_ENCODER_NAME
     from modeling.models import EmbeddingChunk
-    from modeling.services import CHUNK_SIZE
+    from modeling.services.embeddings import CHUNK_SIZE
 
     rng = np.random.default_rng(0)
     user_model = get_user_model()
@@ -217,21 +217,22 @@ class PhaseTimer:
         self._in_cv = False
 
     def install(self) -> None:
-        from modeling import services
         from modeling.core.classifiers import HeadClassifier
+        from modeling.models import ModelState
+        from modeling.services import embeddings, queue_ranking, refresh, version_metrics
 
-        for name in (
-            "_claim",
-            "_release",
-            "ensure_embeddings",
-            "load_embeddings",
-            "training_set",
-            "rank_pool",
-            "_seed_rows",
-            "_write_queue",
+        for owner, name in (
+            (ModelState.objects, "claim"),
+            (ModelState.objects, "release"),
+            (refresh, "ensure_embeddings"),
+            (embeddings, "load_embeddings"),
+            (refresh, "training_set"),
+            (queue_ranking, "rank_pool"),
+            (queue_ranking, "_seed_rows"),
+            (refresh, "write_head_version"),
         ):
-            self._wrap(services, name, lambda name=name: name)
-        self._wrap(services, "out_of_fold_probabilities", lambda: "cv", marks_cv=True)
+            self._wrap(owner, name, lambda name=name: name)
+        self._wrap(version_metrics, "out_of_fold_probabilities", lambda: "cv", marks_cv=True)
         self._wrap(HeadClassifier, "fit", lambda: "cv fits" if self._in_cv else "fit")
         self._wrap(
             HeadClassifier,
@@ -268,7 +269,7 @@ class PhaseTimer:
 
 
 def _refresh_once(project_id: int) -> float:
-    from modeling.services import refresh_model
+    from modeling.services.refresh import refresh_model
 
     started = time.perf_counter()
     version = refresh_model(project_id, run_id=f"bench-{uuid.uuid4()}")
@@ -281,7 +282,7 @@ def _refresh_once(project_id: int) -> float:
 def _measure(
     args: argparse.Namespace, project_id: int, user_ids: list[int], command: str
 ) -> list[str]:
-    from modeling import services
+    from modeling.services import embeddings
 
     timer = PhaseTimer()
     timer.install()
@@ -299,7 +300,7 @@ def _measure(
 
     cleared, cleared_phases = [], []
     for _ in range(args.runs):
-        services._cache.clear()
+        embeddings._cache.clear()
         cleared.append(_refresh_once(project_id))
         cleared_phases.append(timer.take())
     _log("cache-cleared refreshes " + " ".join(f"{s:.2f}" for s in cleared))
@@ -507,8 +508,8 @@ PHASE_ROWS = [
     ("predict pool (predict_proba)", ["predict_proba"]),
     ("rank pool (rank_pool)", ["rank_pool"]),
     ("seed rows (_seed_rows)", ["_seed_rows"]),
-    ("write queue (_write_queue)", ["_write_queue"]),
-    ("claim + release (_claim, _release)", ["_claim", "_release"]),
+    ("write queue (write_head_version)", ["write_head_version"]),
+    ("claim + release (ModelState.objects)", ["claim", "release"]),
 ]
 
 

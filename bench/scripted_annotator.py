@@ -263,7 +263,8 @@ def _true_labels_saved(
     from modeling.core.labels_saved import labels_to_reach
     from modeling.core.simulation_report import mean_curve
     from modeling.datasets import embed_cached, load_labeled
-    from modeling.services import encoder_name, load_embeddings, training_set
+    from modeling.services.embeddings import encoder_name, load_embeddings
+    from modeling.services.training_data import training_set
 
     assert isinstance(project, Project)
     labels = list(project.labels.all())

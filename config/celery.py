@@ -2,19 +2,55 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, Task, bootsteps
 from celery.signals import worker_process_init
+from kombu.exceptions import OperationalError as BrokerError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("sift")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+log = logging.getLogger(__name__)
+
+
+def enqueue(
+    task: str | Task,
+    *args: Any,
+    on_broker_down: Callable[[Exception], object],
+    task_id: str | None = None,
+) -> bool:
+    """Send a task, by name or object; False, after `on_broker_down` recorded why, when the
+    broker cannot be reached.
+
+    The one guard for every enqueue: a dead broker never fails the request that asked for the
+    work, and says so where a person will look. The web side sends worker tasks by name, so
+    it never imports the worker's code (nor torch).
+    """
+    try:
+        if isinstance(task, str):
+            app.send_task(task, args=args, task_id=task_id)
+        elif task_id is None:
+            task.delay(*args)
+        else:
+            task.apply_async(args, task_id=task_id)
+    except (BrokerError, OSError) as exc:
+        log.warning("Could not reach the task broker for %s%s: %s", task, args, exc)
+        on_broker_down(exc)
+        return False
+    return True
+
+
+def broker_down_message(exc: Exception) -> str:
+    return f"The task broker could not be reached: {exc}"
 
 
 def yield_to_the_web_app() -> None:

@@ -29,8 +29,8 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
-from kombu.exceptions import OperationalError as BrokerError
 
+from config.celery import enqueue
 from labeling.consensus import agreement, answers_by_item, final_labels, rulings_by_item
 from labeling.models import Adjudication, Annotation, ExportJob, Item, Project, Webhook
 from labeling.parsers import EXPORT_COLUMNS, MULTI_LABEL_SEPARATOR
@@ -54,6 +54,7 @@ PARQUET_ROW_GROUP = 10_000
 # writing a line at a time, small enough that the first bytes leave at once.
 STREAM_BLOCK_BYTES = 64 * 1024
 DEFAULT_SYNC_LIMIT = 200_000
+RUN_EXPORT = "labeling.tasks.run_export"
 COLUMNS = EXPORT_COLUMNS
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -448,18 +449,18 @@ def start_export_job(
 
 
 def _enqueue(job_pk: int) -> None:
-    from labeling.tasks import run_export
-
-    try:
-        run_export.delay(job_pk)
-    except (BrokerError, OSError) as exc:
-        log.warning("Could not reach the task broker for export job %s: %s", job_pk, exc)
-        ExportJob.objects.filter(pk=job_pk, status=ExportJob.Status.PENDING).update(
+    enqueue(
+        RUN_EXPORT,
+        job_pk,
+        on_broker_down=lambda exc: ExportJob.objects.filter(
+            pk=job_pk, status=ExportJob.Status.PENDING
+        ).update(
             status=ExportJob.Status.FAILED,
             error=f"The task broker could not be reached, so no worker will write this "
             f"export; try again later. ({exc})",
             finished_at=timezone.now(),
-        )
+        ),
+    )
 
 
 def run_export_job(job_pk: int) -> None:

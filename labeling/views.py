@@ -81,12 +81,12 @@ from labeling.services import (
     undo_last_answer,
 )
 from modeling.core.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
+from modeling.models import ModelState
 from modeling.scheduling import (
     cancel_finetune,
     promote_version,
     request_finetune,
     request_retrain,
-    state_of,
 )
 
 ApiTokenForm = modelform_factory(ApiToken, fields=["name"])
@@ -152,7 +152,7 @@ def retrain(request: AuthedRequest, project_id: int) -> HttpResponse:
 
 
 def model_status_context(project: Project) -> dict[str, object]:
-    state = state_of(project)
+    state = ModelState.objects.of(project)
     # Stopping advice follows the head, retrained on every batch of labels; fine-tuned
     # versions come at other times and would compare two different models.
     recent = list(project.model_versions.filter(kind="head")[: STABLE_RUN + 1])  # newest first

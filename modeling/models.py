@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import numpy as np
 import numpy.typing as npt
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
+from config.celery import broker_down_message, enqueue
 from labeling.models import Project
+from modeling.metrics import VersionMetrics
 
 # A run that has not finished after this long is taken to be dead and may be replaced.
 STALE_RUN_SECONDS = 30 * 60
@@ -90,6 +94,11 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.project} v{self.number} ({self.kind}, {self.labels_used} labels)"
 
+    def stored_metrics(self) -> VersionMetrics:
+        """The metrics the worker stored, typed (see modeling/metrics.py)."""
+        metrics: VersionMetrics = self.metrics
+        return metrics
+
 
 class FineTuneRun(models.Model):
     """One fine-tuning job: its claim by a worker, its progress, and where it checkpoints."""
@@ -149,6 +158,87 @@ class Phase(models.TextChoices):
     SCORING = "scoring", "Scoring the pool"
 
 
+REFRESH_MODEL = "modeling.tasks.refresh_model"
+# A retrain request younger than this is taken to be still waiting for a worker.
+QUEUED_PATIENCE = timedelta(minutes=5)
+# After the broker refused a request, answers in the next half minute do not try again, so a
+# dead broker costs one slow request, not every request.
+BROKER_RETRY_AFTER = timedelta(seconds=30)
+
+
+class ModelStateManager(models.Manager["ModelState"]):
+    """The per-project lock and run bookkeeping that the web side and the workers share."""
+
+    def of(self, project: Project) -> ModelState:
+        """The project's model state, created on first use."""
+        state, _ = self.get_or_create(project=project)
+        return state
+
+    def locked(self, project: Project) -> ModelState:
+        """The model state row, locked until the surrounding transaction ends."""
+        self.of(project)
+        return self.select_for_update().get(project=project)
+
+    def claim(self, project: Project, run_id: str) -> bool:
+        """Take the project's retrain for run `run_id`; False, leaving a follow-up request,
+        when another run is alive. A redelivered task (same run id) takes over its run."""
+        with transaction.atomic():
+            state = self.locked(project)
+            if state.is_running() and state.run_id != run_id:
+                state.follow_up = True
+                state.save(update_fields=["follow_up", "updated_at"])
+                return False
+            state.running_since = timezone.now()
+            state.run_id = run_id
+            state.queued_at = None
+            state.follow_up = False
+            state.last_error = ""
+            state.save()
+            return True
+
+    def release(self, project: Project) -> bool:
+        """End the project's run; True when requests arrived meanwhile, which are then marked
+        as sent for the follow-up run the caller sends."""
+        with transaction.atomic():
+            state = self.locked(project)
+            follow_up = state.follow_up
+            state.running_since = None
+            state.run_id = ""
+            state.follow_up = False
+            state.phase = Phase.IDLE
+            state.queued_at = timezone.now() if follow_up else state.queued_at
+            state.save()
+            return follow_up
+
+    def send_retrain(self, project_id: int) -> bool:
+        """Send one retrain request (it was stamped already); a broker that refuses it is
+        shown to leads, and a request in half a minute tries again."""
+        return enqueue(
+            REFRESH_MODEL,
+            project_id,
+            on_broker_down=lambda exc: self.filter(project_id=project_id).update(
+                queued_at=timezone.now() - QUEUED_PATIENCE + BROKER_RETRY_AFTER,
+                last_error=broker_down_message(exc),
+            ),
+        )
+
+    def take_lost_requests(self, requested_before: datetime) -> list[int]:
+        """Projects whose retrain request from before `requested_before` no run took up,
+        stamped anew so that workers reconnecting together send each once."""
+        taken = []
+        with transaction.atomic():
+            waiting = self.select_for_update(skip_locked=True).filter(
+                queued_at__lt=requested_before
+            )
+            for state in waiting:
+                if state.is_running():
+                    continue  # the run ends by taking up its follow-up requests
+                state.queued_at = timezone.now()
+                state.save(update_fields=["queued_at", "updated_at"])
+                taken.append(state.project_id)
+        return taken
+
+
 class ModelState(models.Model):
     """What the workers are doing for a project right now, for the status panel and the lock."""
 
@@ -164,6 +254,8 @@ class ModelState(models.Model):
     last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ModelStateManager()
+
     def __str__(self) -> str:
         return f"{self.project}: {self.phase}"
 
@@ -171,6 +263,12 @@ class ModelState(models.Model):
         if self.running_since is None:
             return False
         return (timezone.now() - self.running_since).total_seconds() < STALE_RUN_SECONDS
+
+    def covers_new_request(self, now: datetime) -> bool:
+        """A follow-up of the running run, or a request sent recently, will cover a new one."""
+        if self.is_running():
+            return self.follow_up
+        return self.queued_at is not None and now - self.queued_at < QUEUED_PATIENCE
 
     def progress_percent(self) -> float:
         if not self.progress_total:

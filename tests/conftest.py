@@ -39,7 +39,21 @@ def no_random_controls(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def no_kept_random_curves(monkeypatch: pytest.MonkeyPatch) -> None:
     # Retrains keep random sampling's measured curve per project; each story starts with none.
-    monkeypatch.setattr("modeling.services._measured_curves", {})
+    monkeypatch.setattr("modeling.services.version_metrics._measured_curves", {})
+
+
+class RecordingBroker:
+    """Stands in for the broker at `config.celery.app.send_task`: records what was sent, or
+    refuses it as an unreachable broker does."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...]]] = []
+        self.error = error
+
+    def send_task(self, name: str, args: Any = (), **options: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.sent.append((name, tuple(args)))
 
 
 def make_user(username: str, **extra: Any) -> User:

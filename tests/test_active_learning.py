@@ -15,8 +15,8 @@ from django.utils import timezone
 from labeling.models import Project, QueueEntry
 from labeling.queue import lease_next_item, suggestion_for
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion
-from modeling.scheduling import request_retrain, retrain_if_due, state_of
-from modeling.services import refresh_model
+from modeling.scheduling import request_retrain, retrain_if_due
+from modeling.services.refresh import refresh_model
 from tests.conftest import label, topic_of
 
 
@@ -77,12 +77,12 @@ def test_requests_during_a_run_merge_into_one_follow_up(topics: Project) -> None
     assert request_retrain(topics) is False
     assert request_retrain(topics) is False
 
-    state = state_of(topics)
+    state = ModelState.objects.of(topics)
     assert state.follow_up is True
     assert state.queued_at is None
     # A second worker picking up another request leaves the running one alone.
     assert refresh_model(topics.pk, run_id="other") is None
-    assert state_of(topics).run_id == "busy"
+    assert ModelState.objects.of(topics).run_id == "busy"
 
 
 def test_a_retrain_is_requested_after_the_projects_answer_threshold(
@@ -98,7 +98,7 @@ def test_a_retrain_is_requested_after_the_projects_answer_threshold(
     with django_capture_on_commit_callbacks(execute=True):
         label(topics, bob, items[2], topic_of(items[2]))
 
-    assert state_of(topics).queued_at is not None
+    assert ModelState.objects.of(topics).queued_at is not None
 
 
 def test_answered_items_leave_the_ranked_pool(topics: Project, bob: User) -> None:

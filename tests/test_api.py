@@ -31,11 +31,13 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
+from config.celery import app as celery_app
 from labeling.models import Annotation, ApiToken, ExportJob, Item, Project, Role, Webhook
 from labeling.services import resolve_labels, submit_answer
-from labeling.webhooks import DeliveryFailed, deliver, fire
-from modeling.tasks import deliver_webhook
-from tests.conftest import add_items, client_for, make_project
+from labeling.tasks import deliver_webhook
+from labeling.webhook_delivery import DeliveryFailed, deliver
+from labeling.webhooks import fire
+from tests.conftest import RecordingBroker, add_items, client_for, make_project
 from tests.fixtures import finance_texts, sports_texts
 
 # --- Clients ---------------------------------------------------------------------------------
@@ -725,17 +727,6 @@ def test_a_deactivated_webhook_receives_nothing(project: Project, receiver: Rece
     assert receiver.requests == []
 
 
-class RecordingTask:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.error = error
-
-    def delay(self, *args: Any) -> None:
-        if self.error is not None:
-            raise self.error
-        self.calls.append(args)
-
-
 def test_an_event_is_enqueued_after_commit_for_each_active_subscriber(
     project: Project,
     monkeypatch: pytest.MonkeyPatch,
@@ -744,15 +735,16 @@ def test_an_event_is_enqueued_after_commit_for_each_active_subscriber(
     wanted = make_webhook(project, "https://a.example/hook")
     make_webhook(project, "https://b.example/hook", events=[Webhook.Event.EXPORT_READY])
     make_webhook(project, "https://c.example/hook", active=False)
-    task = RecordingTask()
-    monkeypatch.setattr("modeling.tasks.deliver_webhook", task)
+    broker = RecordingBroker()
+    monkeypatch.setattr(celery_app, "send_task", broker.send_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         fired = fire(project, Webhook.Event.MODEL_PROMOTED, {"version": 2})
-        assert task.calls == []
+        assert broker.sent == []
 
     assert fired == 1
-    [(webhook_id, event, payload, delivery_id)] = task.calls
+    [(task, (webhook_id, event, payload, delivery_id))] = broker.sent
+    assert task == deliver_webhook.name
     assert (webhook_id, event, payload) == (wanted.pk, "model.promoted", {"version": 2})
     uuid.UUID(delivery_id)
 
@@ -763,9 +755,8 @@ def test_a_dead_broker_does_not_fail_the_event_and_is_recorded(
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     webhook = make_webhook(project, "https://a.example/hook")
-    monkeypatch.setattr(
-        "modeling.tasks.deliver_webhook", RecordingTask(BrokerError("connection refused"))
-    )
+    broker = RecordingBroker(BrokerError("connection refused"))
+    monkeypatch.setattr(celery_app, "send_task", broker.send_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         fire(project, Webhook.Event.MODEL_PROMOTED, {"version": 2})
@@ -781,7 +772,7 @@ def test_a_promoted_model_is_announced_to_the_projects_webhook(
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
-    from modeling.services import refresh_model
+    from modeling.services.refresh import refresh_model
 
     topics = make_project(alice, (bob, Role.ANNOTATOR), name="Topics")
     topics.labels.all().delete()
@@ -791,7 +782,9 @@ def test_a_promoted_model_is_announced_to_the_projects_webhook(
         topic = "sports" if "match" in item.text else "finance"
         submit_answer(topics, bob, item, resolve_labels(topics, [topic]))
     webhook = make_webhook(topics, receiver.url)
-    monkeypatch.setattr(deliver_webhook, "delay", lambda *args: deliver_webhook.apply(args))
+    monkeypatch.setattr(
+        celery_app, "send_task", lambda name, args, **options: celery_app.tasks[name].apply(args)
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
         version = refresh_model(topics.pk, run_id="run-1")

@@ -14,7 +14,7 @@ from labeling import queue
 from labeling.models import Item, Project, QueueEntry
 from labeling.queue import lease_next_item
 from modeling.models import ModelVersion
-from modeling.services import refresh_model
+from modeling.services.refresh import refresh_model
 from tests.conftest import client_for, label, topic_of
 
 

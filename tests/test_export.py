@@ -23,6 +23,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks, Settings
 
+from config.celery import app as celery_app
 from labeling import exporting
 from labeling.exporting import COLUMNS, run_export_job
 from labeling.importing import import_items
@@ -39,8 +40,7 @@ from labeling.models import (
     imported_annotator,
 )
 from labeling.parsers import Columns
-from labeling.tasks import run_export
-from tests.conftest import add_items, client_for, make_project, make_user
+from tests.conftest import RecordingBroker, add_items, client_for, make_project, make_user
 from tests.worker import running_worker, wait_for
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -476,10 +476,8 @@ def test_without_a_broker_the_job_fails_with_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
-    def unreachable(*args: Any) -> None:
-        raise BrokerError("Connection refused")
-
-    monkeypatch.setattr(run_export, "delay", unreachable)
+    broker = RecordingBroker(BrokerError("Connection refused"))
+    monkeypatch.setattr(celery_app, "send_task", broker.send_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(alice).get(export_url(project), {"async": "1"})

@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 
 from labeling.models import Item, Project, Role
 from labeling.services import adjudicate, resolve_labels
-from modeling.services import evaluation_set, training_set
+from modeling.services.training_data import evaluation_set, training_set
 from tests.conftest import add_items, client_for, label, make_project
 from tests.test_export import export_url, jsonl_rows
 

@@ -16,10 +16,10 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from labeling.models import Item, Project, QueueEntry, Role
-from modeling import finetune_service
-from modeling.finetune_service import promotion_decision
 from modeling.models import FineTuneRun, ModelVersion
+from modeling.promotion import promotion_decision
 from modeling.scheduling import request_finetune
+from modeling.services import finetune as finetune_service
 from tests.conftest import add_items, client_for, label, make_project
 from tests.fixtures import finance_texts, sports_texts, tiny_bert
 

@@ -14,7 +14,8 @@ from labeling.models import Adjudication, Item, Project, Role, imported_annotato
 from labeling.people import disagreements, likely_label_errors, recent_rulings
 from labeling.services import resolve_labels, submit_answer
 from modeling.models import ModelVersion
-from modeling.services import refresh_model, training_set
+from modeling.services.refresh import refresh_model
+from modeling.services.training_data import training_set
 from tests.conftest import client_for, label, make_project, topic_of
 
 

@@ -8,9 +8,9 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from labeling.models import Item, Project
-from modeling import services
 from modeling.models import ModelVersion
-from modeling.services import refresh_model
+from modeling.services import version_metrics
+from modeling.services.refresh import refresh_model
 from tests.conftest import add_items, client_for, label, topic_of
 from tests.fixtures import finance_texts, sports_texts
 
@@ -104,9 +104,9 @@ def test_a_control_item_relabeled_gets_random_samplings_curve_measured_again(
     add_items(topics, sports_texts(40)[12:] + finance_texts(40)[12:])
     label_with_controls(topics, bob, ranked=6, controls=44)
     measured = []
-    measure = services.measure_random_curve
+    measure = version_metrics.measure_random_curve
     monkeypatch.setattr(
-        services, "measure_random_curve", lambda *args: measured.append(1) or measure(*args)
+        version_metrics, "measure_random_curve", lambda *args: measured.append(1) or measure(*args)
     )
     refresh_model(topics.pk, run_id="run-1")
     control = topics.items.filter(is_random_control=True).order_by("pk").first()

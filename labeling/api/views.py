@@ -34,8 +34,8 @@ from labeling.parsers import Columns
 from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import ClientIdConflict, resolve_labels, submit_answer
 from labeling.validation import contains_nul, parse_iso_time
-from modeling.models import ModelVersion
-from modeling.scheduling import request_retrain, state_of
+from modeling.models import ModelState, ModelVersion
+from modeling.scheduling import request_retrain
 
 
 class Conflict(APIException):
@@ -333,7 +333,7 @@ class TrainingViewSet(ProjectScoped, viewsets.GenericViewSet):
 
     @extend_schema(responses={200: TrainingStatusSerializer})
     def status(self, request: Request, project_pk: str) -> Response:
-        state = state_of(self.project)
+        state = ModelState.objects.of(self.project)
         latest = self.project.model_versions.first()
         return Response(
             {

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from labeling.api.permissions import IsLead
 from labeling.api.views import ProjectScoped
 from labeling.models import Webhook
-from labeling.webhooks import new_secret
+from labeling.webhook_delivery import new_secret
 
 
 class WebhookSerializer(serializers.ModelSerializer):

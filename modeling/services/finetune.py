@@ -1,8 +1,8 @@
 """Fine-tuning a project's transformer in a worker: claim, train, version, promote, re-score.
 
 Runs in the `gpu` queue's workers (modeling/tasks.py); the web app asks for it through
-modeling/scheduling.py and never imports this module, so it never loads torch. The training
-itself is modeling/core/finetuning.py; this module reads and writes the database around it.
+modeling/scheduling.py. The training itself is modeling/core/finetuning/; this module reads
+and writes the database around it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from labeling.models import Item, Label, Project
-from modeling import services
 from modeling.core.checkpoints import CHECKPOINT_NAME, load, save_atomic
 from modeling.core.encoders import default_encoder_path
 from modeling.core.energy import EnergyMeter
@@ -34,10 +33,15 @@ from modeling.core.finetuning import (
     TrainingCancelled,
     TrainingResult,
 )
-from modeling.core.ranking import rank_pool
-from modeling.core.strategies import DEFAULT_STRATEGY, STRATEGIES, BaldStrategy, QueryStrategy
-from modeling.models import FineTuneRun, ModelVersion
-from modeling.scheduling import locked_state
+from modeling.core.strategies import BaldStrategy, QueryStrategy
+from modeling.metrics import Evaluation
+from modeling.models import FineTuneRun, ModelState, ModelVersion
+from modeling.promotion import announce_promotion, promotion_decision
+from modeling.services import version_metrics
+from modeling.services.embeddings import encoder_name, ensure_embeddings
+from modeling.services.queue_ranking import rank_queue, strategy_for
+from modeling.services.queue_writer import replace_queue
+from modeling.services.training_data import evaluation_set, pool_rows, training_set
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,7 @@ def _claim(project: Project, task_id: str) -> FineTuneRun | None:
     """Take the run for this task; wait while a lost delivery of it may still be running."""
     while True:
         with transaction.atomic():
-            locked_state(project)  # one claim at a time per project
+            ModelState.objects.locked(project)  # one claim at a time per project
             run, _ = FineTuneRun.objects.get_or_create(
                 task_id=task_id, defaults={"project": project}
             )
@@ -212,10 +216,10 @@ def _train_version(project: Project, run: FineTuneRun) -> ModelVersion:
     assert classifier.token_cache is not None
     _token_caches[(str(_encoder_path(project)), config.max_length)] = classifier.token_cache
 
-    control = services.evaluation_set(project, labels)
+    control = evaluation_set(project, labels)
     control_texts = dict(Item.objects.filter(pk__in=control.item_ids).values_list("id", "text"))
     control_ids = np.array(sorted(control_texts), dtype=np.int64)
-    evaluation = services._evaluation(
+    evaluation = version_metrics.evaluation(
         project,
         labels,
         classifier,
@@ -233,7 +237,7 @@ def _fix_training_set(project: Project, run: FineTuneRun, labels: list[Label]) -
     if run.snapshot_at is not None:
         return
     run.snapshot_at = timezone.now()
-    training = services.training_set(project, labels)
+    training = training_set(project, labels)
     run.item_ids = list(training.item_ids)
     run.targets = training.targets.tolist()
     serving = _last_promoted_finetune(project)
@@ -267,7 +271,7 @@ def _record_version(
     run: FineTuneRun,
     labels: list[Label],
     result: TrainingResult,
-    evaluation: dict[str, object],
+    evaluation: Evaluation,
     train_seconds: float,
     weights: Path,
 ) -> ModelVersion:
@@ -278,7 +282,7 @@ def _record_version(
     for i, label in enumerate(labels):
         counts[label.name] = int((targets == i).sum() if targets.ndim == 1 else targets[:, i].sum())
     with transaction.atomic():
-        locked_state(project)
+        ModelState.objects.locked(project)
         latest = project.model_versions.first()
         serving = project.model_versions.filter(promoted=True).first()
         promotion = promotion_decision(evaluation, serving)
@@ -286,7 +290,7 @@ def _record_version(
             project=project,
             number=(latest.number + 1) if latest else 1,
             kind=KIND,
-            encoder=services.encoder_name(project),
+            encoder=encoder_name(project),
             strategy=project.strategy,
             labels_used=len(run.item_ids),
             class_counts=counts,
@@ -321,28 +325,8 @@ def _record_version(
             version=version, resumed_from_step=result.resumed_from_step
         )
         if version.promoted:
-            services.announce_promotion(version)
+            announce_promotion(version)
     return version
-
-
-def promotion_decision(
-    evaluation: dict[str, object], serving: ModelVersion | None
-) -> dict[str, object]:
-    """Promote unless the serving version's evaluation accuracy is higher than this one's."""
-    accuracy = evaluation.get("accuracy")
-    baseline = (serving.metrics.get("evaluation") or {}).get("accuracy") if serving else None
-    decision: dict[str, object] = {
-        "accuracy": accuracy,
-        "baseline_version": serving.number if serving else None,
-        "baseline_accuracy": baseline,
-    }
-    if not isinstance(baseline, float):
-        return {**decision, "promoted": True, "reason": "no evaluated version to compare with"}
-    if not isinstance(accuracy, float):
-        return {**decision, "promoted": True, "reason": "too few random-control labels to compare"}
-    promoted = accuracy >= baseline
-    reason = "not worse than the serving version" if promoted else "worse than the serving version"
-    return {**decision, "promoted": promoted, "reason": reason}
 
 
 def rescore_pool(project_id: int, version_number: int) -> None:
@@ -369,41 +353,41 @@ def rescore_pool(project_id: int, version_number: int) -> None:
     started = time.perf_counter()
     meter = EnergyMeter(str(classifier.device), settings.SIFT_DEVICE_WATTS or None)
     meter.start()
-    ids, vectors = services.ensure_embeddings(project)
-    pool_ids = set(
-        Item.objects.filter(project=project, answer_count__lt=project.overlap).values_list(
-            "id", flat=True
-        )
-    )
-    pool_rows = np.flatnonzero(np.isin(ids, np.fromiter(pool_ids, dtype=np.int64)))
-    if len(pool_rows) == 0:
+    ids, vectors = ensure_embeddings(project)
+    pool = pool_rows(project, ids)
+    if len(pool) == 0:
         return  # everything is labeled: nothing to rank
-    texts = dict(Item.objects.filter(pk__in=ids[pool_rows].tolist()).values_list("id", "text"))
-    pool_texts = np.array([texts[int(i)] for i in ids[pool_rows]], dtype=object)
+    texts = dict(Item.objects.filter(pk__in=ids[pool].tolist()).values_list("id", "text"))
+    pool_texts = np.array([texts[int(i)] for i in ids[pool]], dtype=object)
     probabilities = classifier.predict_proba(pool_texts)
-    strategy: QueryStrategy
-    if project.strategy == "bald":
-        strategy = BaldStrategy(classifier.predict_proba_samples(pool_texts))
-    else:
-        strategy = STRATEGIES.get(project.strategy, STRATEGIES[DEFAULT_STRATEGY])()
-    labeled_rows = np.flatnonzero(~np.isin(ids, np.fromiter(pool_ids, dtype=np.int64)))
-    ranked = rank_pool(
-        probabilities,
-        vectors[pool_rows],
-        strategy,
-        batch_size=min(max(2 * project.retrain_every, 20), services.MAX_BATCH),
-        n_ranked=services.QUEUE_LENGTH,
-        rng=np.random.default_rng(version.number),
-        multi_label=project.multi_label,
-        labeled_embeddings=vectors[labeled_rows],
-        labeled_counts=services.training_set(project, labels).counts_in_order(labels),
+    strategy: QueryStrategy = (
+        BaldStrategy(classifier.predict_proba_samples(pool_texts))
+        if project.strategy == "bald"
+        else strategy_for(project)
     )
-    order = pool_rows[ranked]
-    by_row = dict(zip(order.tolist(), probabilities[ranked], strict=True))
+    ranked = rank_queue(
+        project,
+        labels,
+        ids,
+        vectors,
+        pool,
+        probabilities,
+        training_set(project, labels),
+        np.random.default_rng(version.number),
+        strategy,
+    )
     score_seconds = time.perf_counter() - started
     energy = meter.stop(score_seconds)
     _write_ranking(
-        project, version, ids, order, by_row, labels, len(pool_rows), score_seconds, energy
+        project,
+        version,
+        ids,
+        ranked.order,
+        ranked.probabilities,
+        labels,
+        len(pool),
+        score_seconds,
+        energy,
     )
 
 
@@ -420,7 +404,7 @@ def _write_ranking(
 ) -> None:
     price = float(settings.SIFT_PRICE_PER_DEVICE_HOUR)
     with transaction.atomic():
-        state = locked_state(project)
+        state = ModelState.objects.locked(project)
         version.refresh_from_db()
         version.score_seconds += score_seconds
         version.pool_size = pool_size
@@ -432,4 +416,4 @@ def _write_ranking(
         if newer.exists():
             log.info("Not ranking project %s by v%s: a newer version did", project.pk, version)
             return
-        services.replace_queue(project, state, ids, order, probabilities, version.number, labels)
+        replace_queue(project, state, ids, order, probabilities, version.number, labels)

@@ -1,0 +1,102 @@
+"""Embedding a project's items once per encoder, stored in chunks every worker can read."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from labeling.models import Item, Project
+from modeling.core.encoders import DEFAULT_ENCODER_NAME, TextEncoder
+from modeling.models import EmbeddingChunk
+
+CHUNK_SIZE = 512
+# Projects whose embeddings a worker process keeps in memory; the longest unused goes first.
+CACHED_PROJECTS = 8
+
+Progress = Callable[[int, int], None]
+
+
+def encoder_name(project: Project) -> str:
+    return project.encoder.strip() or DEFAULT_ENCODER_NAME
+
+
+@lru_cache(maxsize=2)
+def _load_encoder(path: str) -> TextEncoder:
+    return TextEncoder(Path(path) if path else None)
+
+
+def encoder_for(project: Project) -> TextEncoder:
+    return _load_encoder(project.encoder.strip())
+
+
+_Cached = tuple[frozenset[int], npt.NDArray[np.int64], npt.NDArray[np.float32]]
+_cache: OrderedDict[tuple[int, str], _Cached] = OrderedDict()
+
+
+def load_embeddings(
+    project: Project, encoder: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """All stored embeddings of the project for one encoder, as (item ids, vectors).
+
+    Chunks already read by this process are kept in memory (for the CACHED_PROJECTS most
+    recently used projects); only new ones are fetched.
+    """
+    key = (project.pk, encoder)
+    chunk_ids = frozenset(
+        EmbeddingChunk.objects.filter(project=project, encoder=encoder).values_list("pk", flat=True)
+    )
+    cached = _cache.get(key)
+    if cached is not None and cached[0] == chunk_ids:
+        _cache.move_to_end(key)
+        return cached[1], cached[2]
+    known = cached[0] if cached is not None and cached[0] <= chunk_ids else frozenset()
+    parts_ids = [cached[1]] if known and cached else []
+    parts_vectors = [cached[2]] if known and cached else []
+    for chunk in EmbeddingChunk.objects.filter(pk__in=chunk_ids - known).order_by("pk"):
+        chunk_item_ids, vectors = chunk.unpack()
+        parts_ids.append(chunk_item_ids)
+        parts_vectors.append(vectors)
+    if parts_ids:
+        ids = np.concatenate(parts_ids)
+        vectors = np.concatenate(parts_vectors).astype(np.float32, copy=False)
+    else:
+        ids, vectors = np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    _cache[key] = (chunk_ids, ids, vectors)
+    _cache.move_to_end(key)
+    while len(_cache) > CACHED_PROJECTS:
+        _cache.popitem(last=False)
+    return ids, vectors
+
+
+def ensure_embeddings(
+    project: Project, progress: Progress | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Embed the project's items that have no embedding yet; return those of current items."""
+    name = encoder_name(project)
+    ids, vectors = load_embeddings(project, name)
+    current = list(Item.objects.filter(project=project).values_list("id", flat=True))
+    have = set(ids.tolist())
+    missing = [item_id for item_id in current if item_id not in have]
+    if missing:
+        encoder = encoder_for(project)
+        for start in range(0, len(missing), CHUNK_SIZE):
+            if progress is not None:
+                progress(start, len(missing))
+            batch = missing[start : start + CHUNK_SIZE]
+            texts = dict(Item.objects.filter(pk__in=batch).values_list("id", "text"))
+            batch = [item_id for item_id in batch if item_id in texts]
+            if batch:
+                embedded = encoder.encode([texts[item_id] for item_id in batch])
+                EmbeddingChunk.pack(project, name, batch, embedded).save()
+        if progress is not None:
+            progress(len(missing), len(missing))
+        ids, vectors = load_embeddings(project, name)
+    keep = np.isin(ids, np.array(current, dtype=np.int64))
+    if not keep.all():
+        ids, vectors = ids[keep], vectors[keep]
+    return ids, vectors
