@@ -1,0 +1,184 @@
+"""The fine-tuned transformer behind Sift's :class:`Classifier` interface, and the warm-started
+factory that ``simulate`` uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from torch import nn
+
+from modeling.core.classifiers import Classifier
+from modeling.core.encoders import default_encoder_path
+from modeling.core.finetuning.callbacks import Callback
+from modeling.core.finetuning.config import FineTuneConfig, resolve_device
+from modeling.core.finetuning.data import Examples, TokenCache, TokenIds, validation_split
+from modeling.core.finetuning.loop import TrainingResult, train
+from modeling.core.finetuning.model import (
+    StateDict,
+    load_classifier_model,
+    logits_to_probabilities,
+    mc_dropout_probabilities,
+    predict_logits,
+)
+
+
+class FineTunedClassifier(Classifier):
+    """A fine-tuned transformer behind the :class:`Classifier` interface; ``X`` holds texts.
+
+    Args:
+        n_classes: number of classes (labels) of the project.
+        multi_label: ``y`` is an indicator matrix; the model uses one sigmoid per label.
+        model_path: local Hugging Face folder of the encoder (default: the bundled MiniLM).
+        config: hyper-parameters.
+        init_state: weights of an earlier fine-tuned version to warm-start from; the run then
+            takes ``config.warm_start_epochs`` epochs.
+        callbacks: progress, cancel...
+        checkpoint_dir: where the run checkpoints and, after a crash, resumes from.
+        token_cache: share tokenization with other classifiers of the same encoder.
+        stated_watts: power draw for the energy estimate when NVML cannot measure it.
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        *,
+        multi_label: bool = False,
+        model_path: Path | None = None,
+        config: FineTuneConfig | None = None,
+        init_state: StateDict | None = None,
+        callbacks: Sequence[Callback] = (),
+        checkpoint_dir: Path | None = None,
+        token_cache: TokenCache | None = None,
+        stated_watts: float | None = None,
+    ) -> None:
+        super().__init__(n_classes, multi_label=multi_label)
+        self.model_path = model_path or default_encoder_path()
+        self.config = config or FineTuneConfig()
+        self.init_state = init_state
+        self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.token_cache = token_cache
+        self.stated_watts = stated_watts
+        self.device = resolve_device(self.config.device)
+        self.model: nn.Module | None = None
+        self._new_parameters: frozenset[str] = frozenset()
+        self.result: TrainingResult | None = None
+        self._pad_id = 0
+
+    def _load(self) -> TokenCache:
+        model, tokenizer, new = load_classifier_model(
+            self.model_path,
+            self.n_classes,
+            multi_label=self.multi_label,
+            device=self.device,
+            init_state=self.init_state,
+            seed=self.config.seed,
+        )
+        self.model, self._new_parameters = model, new
+        self._pad_id = int(tokenizer.pad_token_id or 0)
+        if self.token_cache is None or self.token_cache.max_length != self.config.max_length:
+            self.token_cache = TokenCache(tokenizer, self.config.max_length)
+        return self.token_cache
+
+    def fit(self, X: npt.NDArray[Any], y: npt.NDArray[np.integer]) -> FineTunedClassifier:
+        """Fine-tune on texts ``X`` with targets ``y`` (see :class:`Classifier`)."""
+        texts = [str(text) for text in X]
+        y = np.asarray(y)
+        if len(texts) == 0:
+            raise ValueError("cannot fit a classifier on zero examples")
+        if len(texts) != len(y):
+            raise ValueError(f"X has {len(texts)} rows but y has {len(y)}")
+        cache = self._load()
+        assert self.model is not None
+        token_ids = cache.encode(texts)
+        train_rows, held_rows = validation_split(
+            y,
+            self.config.validation_fraction,
+            self.config.min_validation_examples,
+            np.random.default_rng(self.config.seed),
+        )
+        training = Examples([token_ids[i] for i in train_rows], y[train_rows])
+        validation = (
+            Examples([token_ids[i] for i in held_rows], y[held_rows])
+            if held_rows is not None
+            else None
+        )
+        warm = self.init_state is not None
+        self.result = train(
+            self.model,
+            training,
+            validation,
+            self.config,
+            multi_label=self.multi_label,
+            epochs=self.config.warm_start_epochs if warm else self.config.epochs,
+            new_parameters=self._new_parameters,
+            pad_id=self._pad_id,
+            callbacks=self.callbacks,
+            checkpoint_dir=self.checkpoint_dir,
+            stated_watts=self.stated_watts,
+        )
+        return self
+
+    def _token_ids(self, X: npt.NDArray[Any]) -> list[TokenIds]:
+        if self.model is None or self.token_cache is None:
+            raise RuntimeError("FineTunedClassifier used before fit or load_state")
+        return self.token_cache.encode([str(text) for text in X])
+
+    def predict_proba(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        """Probabilities ``(len(X), n_classes)`` for texts ``X``, in project class order."""
+        token_ids = self._token_ids(X)
+        assert self.model is not None
+        logits = predict_logits(self.model, token_ids, self.config, self._pad_id)
+        return logits_to_probabilities(logits, self.multi_label)
+
+    def predict_proba_samples(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        """MC-dropout: ``(config.mc_dropout_samples, len(X), n_classes)`` probabilities."""
+        token_ids = self._token_ids(X)
+        assert self.model is not None
+        return mc_dropout_probabilities(
+            self.model, token_ids, self.config, multi_label=self.multi_label, pad_id=self._pad_id
+        )
+
+    def state_dict(self) -> StateDict:
+        """The fine-tuned weights on the CPU, to save or to warm-start the next version."""
+        if self.model is None:
+            raise RuntimeError("FineTunedClassifier has no weights before fit or load_state")
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def load_state(self, state: StateDict) -> FineTunedClassifier:
+        """Use saved weights (a version trained earlier) without training."""
+        self.init_state = state
+        self._load()
+        return self
+
+
+class WarmStartedFineTuning:
+    """A classifier factory for ``simulate``: each round starts from the previous round's
+    weights (``warm_start_epochs``) and reuses its tokenization, so a round costs little."""
+
+    def __init__(self, config: FineTuneConfig | None = None, model_path: Path | None = None):
+        self.config = config or FineTuneConfig()
+        self.model_path = model_path
+        self._previous: FineTunedClassifier | None = None
+        self._cache: TokenCache | None = None
+
+    def __call__(self, n_classes: int) -> FineTunedClassifier:
+        state = None
+        if self._previous is not None and self._previous.model is not None:
+            state = self._previous.state_dict()
+            self._cache = self._previous.token_cache
+            self._previous.model = None  # only one model in memory at a time
+        classifier = FineTunedClassifier(
+            n_classes,
+            model_path=self.model_path,
+            config=replace(self.config),
+            init_state=state,
+            token_cache=self._cache,
+        )
+        self._previous = classifier
+        return classifier
