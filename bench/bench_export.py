@@ -1,7 +1,7 @@
 """Export benchmark: rows/s exporting labeled items as JSONL, CSV and Parquet; bulk import rows/s.
 
 The project holds `--items` items, each with one answer and a model prediction. Each export runs
-the same row generator and writers the API streams (`labeling.exporting`), to an in-memory sink
+the same row generator and writers the API streams (`labeling.exports`), to an in-memory sink
 (JSONL, CSV) or a temporary file (Parquet). The import reads a JSONL file of as many labeled
 lines through `import_items`, as `manage.py import_items` and the API do.
 
@@ -239,14 +239,9 @@ def _seed(count: int) -> Project:
 
 
 def _time_export(project: Project, fmt: str) -> Timing:
-    from labeling.exporting import (
-        CountedRows,
-        ExportOptions,
-        csv_blocks,
-        export_rows,
-        jsonl_blocks,
-        write_parquet,
-    )
+    from labeling.exports.request import ExportOptions
+    from labeling.exports.rows import export_rows
+    from labeling.exports.writers import CountedRows, csv_blocks, jsonl_blocks, write_parquet
 
     options = ExportOptions()
     started = time.perf_counter()

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config import health
-from labeling.views import LoginView
+from labeling.views.auth import LoginView
 
 urlpatterns = [
     path("health/", health.alive, name="health"),

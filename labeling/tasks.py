@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import shared_task
 
-from labeling.exporting import run_export_job
+from labeling.exports.jobs import run_export_job
 from labeling.webhook_delivery import DeliveryFailed, deliver
 
 

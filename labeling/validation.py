@@ -9,6 +9,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 NUL = "\x00"
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"0", "false", "no", "off", ""})
 
 
 def contains_nul(value: object) -> bool:
@@ -31,3 +33,15 @@ def parse_iso_time(raw: str) -> datetime:
     if parsed is None:
         raise ValidationError(f"{raw!r} is not an ISO 8601 time, e.g. 2026-01-31T12:00:00Z.")
     return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+
+
+def parse_flag(value: str | None, name: str) -> bool:
+    """A yes/no query parameter: 1/true/yes/on or 0/false/no/off in any case; empty is no."""
+    word = (value or "").strip().lower()
+    if word in _YES:
+        return True
+    if word in _NO:
+        return False
+    raise ValidationError(
+        f"{name} takes 1 or 0 (or true/false, yes/no, on/off), not {value!r}.", code="invalid"
+    )

@@ -487,6 +487,45 @@ def test_items_list_by_cursor_and_filter(project: Project, bob: User) -> None:
     assert [i["text"] for i in found] == ["review number 7"]
 
 
+@pytest.mark.parametrize(
+    ("answered", "answered_only"),
+    [
+        *[(yes, True) for yes in ("1", "TRUE", "Yes", "on")],
+        *[(no, False) for no in ("0", "false", "NO", "off", "")],
+    ],
+)
+def test_the_answered_filter_reads_every_spelling_of_yes_and_no(
+    project: Project, bob: User, answered: str, answered_only: bool
+) -> None:
+    item = project.items.order_by("id").first()
+    assert item is not None
+    submit_answer(project, bob, item, resolve_labels(project, ["neutral"]))
+
+    response = token_client(bob).get(
+        reverse("item-list", args=[project.pk]), {"answered": answered, "page_size": 100}
+    )
+
+    unanswered = list(project.items.exclude(pk=item.pk).order_by("id").values_list("id", flat=True))
+    assert response.status_code == 200
+    assert [i["id"] for i in response.json()["results"]] == (
+        [item.pk] if answered_only else unanswered
+    )
+
+
+@pytest.mark.parametrize("answered", ["maybe", "2", "yes please"])
+def test_a_garbled_answered_filter_is_refused_with_a_clear_message(
+    project: Project, bob: User, answered: str
+) -> None:
+    response = token_client(bob).get(
+        reverse("item-list", args=[project.pk]), {"answered": answered}
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "answered": [f"answered takes 1 or 0 (or true/false, yes/no, on/off), not {answered!r}."]
+    }
+
+
 @pytest.mark.parametrize("page_size", ["0", "-1", "ten", "1001", "2.5"])
 def test_a_bad_page_size_is_refused(project: Project, bob: User, page_size: str) -> None:
     response = token_client(bob).get(

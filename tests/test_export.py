@@ -24,8 +24,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks, Settings
 
 from config.celery import app as celery_app
-from labeling import exporting
-from labeling.exporting import COLUMNS, run_export_job
+from labeling.exports.jobs import run_export_job
+from labeling.exports.rows import COLUMNS
+from labeling.exports.writers import write_export
 from labeling.importing import import_items
 from labeling.models import (
     Annotation,
@@ -319,8 +320,10 @@ def test_alice_exports_only_the_random_control_items(
         ({"label": "spam"}, "label", "Unknown label 'spam'"),
         ({"min_agreement": "1.5"}, "min_agreement", "Give a share from 0 to 1"),
         ({"min_agreement": "high"}, "min_agreement", "Give a share from 0 to 1"),
-        ({"final_only": "maybe"}, "final_only", "Use 1 or 0"),
-        ({"random_control": "some"}, "random_control", "Use 1 or 0"),
+        ({"final_only": "maybe"}, "final_only", "final_only takes 1 or 0 (or true/false"),
+        ({"random_control": "some"}, "random_control", "random_control takes 1 or 0"),
+        ({"answers": "all"}, "answers", "answers takes 1 or 0 (or true/false, yes/no, on/off)"),
+        ({"async": "later"}, "async", "async takes 1 or 0 (or true/false, yes/no, on/off)"),
     ],
 )
 def test_a_bad_filter_is_refused_with_a_clear_message(
@@ -405,10 +408,9 @@ def test_the_job_counts_its_progress_chunk_by_chunk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.MEDIA_ROOT = tmp_path
-    monkeypatch.setattr(exporting, "CHUNK_ITEMS", 8)
+    monkeypatch.setattr("labeling.exports.rows.CHUNK_ITEMS", 8)
     job = ExportJob.objects.create(project=project, requested_by=alice, format="jsonl")
     seen: list[int] = []
-    write_export = exporting.write_export
 
     def watching(rows: Iterable[Mapping[str, Any]], *args: Any) -> int:
         def watched() -> Iterator[Mapping[str, Any]]:
@@ -418,7 +420,7 @@ def test_the_job_counts_its_progress_chunk_by_chunk(
 
         return write_export(watched(), *args)
 
-    monkeypatch.setattr(exporting, "write_export", watching)
+    monkeypatch.setattr("labeling.exports.jobs.write_export", watching)
 
     run_export_job(job.pk)
 

@@ -314,7 +314,7 @@ def test_a_lost_database_connection_is_a_503_page_to_retry(
     def lose_the_connection(*args: object) -> None:
         raise OperationalError("terminating connection due to administrator command")
 
-    monkeypatch.setattr("labeling.views.lease_next_item", lose_the_connection)
+    monkeypatch.setattr("labeling.views.annotate.lease_next_item", lose_the_connection)
 
     response = client_for(bob).get(reverse("annotate", args=[project.pk]))
 

@@ -27,19 +27,21 @@ from rest_framework.views import APIView
 
 from labeling.api.permissions import IsLead
 from labeling.api.views import Conflict, ProjectScoped
-from labeling.exporting import (
-    CONTENT_TYPES,
+from labeling.exports.jobs import start_export_job
+from labeling.exports.request import (
     FORMATS,
     ExportRefused,
     ExportRequest,
     candidate_items,
-    csv_blocks,
-    export_filename,
-    export_rows,
-    jsonl_blocks,
     read_export_request,
     runs_in_background,
-    start_export_job,
+)
+from labeling.exports.rows import export_rows
+from labeling.exports.writers import (
+    CONTENT_TYPES,
+    csv_blocks,
+    export_filename,
+    jsonl_blocks,
     write_parquet,
 )
 from labeling.models import ExportJob, Project

@@ -47,10 +47,6 @@ class IsLead(RolePermission):
     roles = (Role.LEAD,)
 
 
-class IsReviewer(RolePermission):
-    roles = (Role.REVIEWER,)
-
-
 class ReadOnly(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         return request.method in SAFE_METHODS

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from labeling.models import Annotation, Item, Label, Project
 from labeling.validation import contains_nul
-from modeling.core.strategies import STRATEGIES
+from modeling.interface import STRATEGY_NAMES
 from modeling.models import ModelVersion
 
 
@@ -51,7 +51,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         required=False,
         help_text="On create: the label set, in hotkey order.",
     )
-    strategy = serializers.ChoiceField(choices=list(STRATEGIES), required=False)
+    strategy = serializers.ChoiceField(choices=list(STRATEGY_NAMES), required=False)
 
     class Meta:
         model = Project

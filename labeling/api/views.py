@@ -33,7 +33,7 @@ from labeling.models import Annotation, Item, Label, Lease, Project, Role
 from labeling.parsers import Columns
 from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import ClientIdConflict, resolve_labels, submit_answer
-from labeling.validation import contains_nul, parse_iso_time
+from labeling.validation import contains_nul, parse_flag, parse_iso_time
 from modeling.models import ModelState, ModelVersion
 from modeling.scheduling import request_retrain
 
@@ -146,7 +146,7 @@ class ItemViewSet(
         items = Item.objects.filter(project=self.project)
         params = self.request.query_params
         if "answered" in params:
-            answered = params["answered"].lower() in ("1", "true", "yes")
+            answered = _flag(params["answered"], "answered")
             items = items.filter(answer_count__gt=0) if answered else items.filter(answer_count=0)
         if params.get("external_id"):
             items = items.filter(external_id=params["external_id"])
@@ -278,6 +278,13 @@ def _parse_time(raw: str) -> datetime:
         return parse_iso_time(raw)
     except DjangoValidationError as exc:
         raise ValidationError({"since": exc.messages}) from exc
+
+
+def _flag(raw: str, name: str) -> bool:
+    try:
+        return parse_flag(raw, name)
+    except DjangoValidationError as exc:
+        raise ValidationError({name: exc.messages}) from exc
 
 
 class QueueViewSet(ProjectScoped, viewsets.GenericViewSet):

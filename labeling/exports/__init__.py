@@ -1,0 +1,1 @@
+"""Exports, in pipeline order: request (the query) -> rows -> writers (the file) -> jobs."""

@@ -1,0 +1,1 @@
+"""Pages, a module each: auth, projects, annotate, imports, members, people, reports, tokens."""

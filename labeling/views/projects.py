@@ -1,0 +1,154 @@
+"""Project pages: the list, a new project, its overview with the model panel, its settings."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Max
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from labeling.access import LEADS, AuthedRequest, can_create_projects, project_for
+from labeling.forms import LabelFormSet, ProjectForm, ProjectSettingsForm
+from labeling.models import Project, Role
+from labeling.services import progress_for
+from modeling.interface import STABLE_RUN, StopSetPredictions, stopping_advice
+from modeling.models import ModelState
+from modeling.scheduling import (
+    cancel_finetune,
+    promote_version,
+    request_finetune,
+    request_retrain,
+)
+
+
+@login_required
+def project_list(request: AuthedRequest) -> HttpResponse:
+    projects = Project.objects.filter(memberships__user=request.user).order_by("name")
+    return render(
+        request,
+        "labeling/project_list.html",
+        {"projects": projects, "can_create": can_create_projects(request.user)},
+    )
+
+
+@login_required
+def project_create(request: AuthedRequest) -> HttpResponse:
+    if not can_create_projects(request.user):
+        raise PermissionDenied("Only leads can create projects.")
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            project = form.save(commit=False)
+            project.created_by = request.user
+            project.save()
+            project.set_labels(form.label_names())
+            project.add_member(request.user, Role.LEAD)
+        messages.success(request, f"Project {project.name} created. Import items to start.")
+        return redirect("project_import", project_id=project.pk)
+    return render(request, "labeling/project_form.html", {"form": form})
+
+
+@login_required
+def project_detail(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    context = {
+        "project": project,
+        "role": project.role_of(request.user),
+        "progress": progress_for(project, request.user),
+        "labels": project.labels.all(),
+        **model_status_context(project),
+    }
+    return render(request, "labeling/project_detail.html", context)
+
+
+@login_required
+def model_status(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    context = {"project": project, **model_status_context(project)}
+    return render(request, "labeling/project_detail.html#model-status", context)
+
+
+@login_required
+@require_POST
+def retrain(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    request_retrain(project)
+    if request.htmx:
+        return model_status(request, project_id)
+    return redirect("project_detail", project_id=project.pk)
+
+
+def model_status_context(project: Project) -> dict[str, object]:
+    state = ModelState.objects.of(project)
+    # Stopping advice follows the head, retrained on every batch of labels; fine-tuned
+    # versions come at other times and would compare two different models.
+    recent = list(project.model_versions.filter(kind="head")[: STABLE_RUN + 1])  # newest first
+    predictions = [StopSetPredictions.from_metrics(v.number, v.metrics) for v in reversed(recent)]
+    serving = project.model_versions.filter(promoted=True).first()
+    queue_version = project.queue_entries.aggregate(version=Max("model_version"))["version"]
+    return {
+        "state": state,
+        "latest_version": serving,
+        "stopping": stopping_advice(predictions) if recent else None,
+        "queue_length": project.queue_entries.count(),
+        "queue_version": queue_version,
+        # Scores from a version older than the serving one, until its re-scoring replaces them.
+        "queue_stale": bool(serving and queue_version and queue_version < serving.number),
+        "busy": state.is_running() or state.queued_at is not None,
+        "finetune_run": project.finetune_runs.first(),
+        "finetuned_versions": project.model_versions.filter(kind="finetune")[:8],
+    }
+
+
+@login_required
+@require_POST
+def finetune(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    request_finetune(project, request.user)
+    return _model_status_or_project(request, project)
+
+
+@login_required
+@require_POST
+def cancel_finetune_view(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    cancel_finetune(project)
+    return _model_status_or_project(request, project)
+
+
+@login_required
+@require_POST
+def promote(request: AuthedRequest, project_id: int, number: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    promote_version(get_object_or_404(project.model_versions, number=number, kind="finetune"))
+    return _model_status_or_project(request, project)
+
+
+def _model_status_or_project(request: AuthedRequest, project: Project) -> HttpResponse:
+    if request.htmx:
+        return model_status(request, project.pk)
+    return redirect("project_detail", project_id=project.pk)
+
+
+@login_required
+def project_settings(request: AuthedRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id, LEADS)
+    form = ProjectSettingsForm(request.POST or None, instance=project, prefix="project")
+    labels = LabelFormSet(request.POST or None, queryset=project.labels.all(), prefix="labels")
+    if request.method == "POST" and form.is_valid() and labels.is_valid():
+        with transaction.atomic():
+            form.save()
+            for label in labels.save(commit=False):
+                label.project = project
+                if label.pk is None:
+                    label.position = project.labels.count()
+                label.save()
+        messages.success(request, "Settings saved.")
+        return redirect("project_settings", project_id=project.pk)
+    context = {"project": project, "form": form, "labels": labels}
+    status = 422 if request.method == "POST" else 200
+    return render(request, "labeling/project_settings.html", context, status=status)
