@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 
 from labeling.models import Item, Label, Project, Role
 from labeling.parsers import FORMATS, Columns
-from modeling.core.strategies import STRATEGIES
+from modeling.interface import STRATEGY_NAMES
 
 
 class AnswerForm(forms.Form):
@@ -115,7 +115,7 @@ class MemberForm(forms.Form):
 
 
 class ProjectSettingsForm(forms.ModelForm):
-    strategy = forms.ChoiceField(choices=[(name, name) for name in STRATEGIES])
+    strategy = forms.ChoiceField(choices=[(name, name) for name in STRATEGY_NAMES])
 
     class Meta:
         model = Project

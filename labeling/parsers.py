@@ -25,7 +25,7 @@ _EXTENSIONS = {
 }
 _CSV_FIELD_LIMIT = 16 * 1024 * 1024
 MULTI_LABEL_SEPARATOR = "|"
-# The columns of a Sift export, in order (labeling/exporting.py writes them).
+# The columns of a Sift export, in order (labeling/exports/rows.py writes them).
 EXPORT_COLUMNS = [
     "id",
     "external_id",

@@ -29,7 +29,7 @@ from labeling.models import (
     Item,
     Project,
 )
-from modeling.core.agreement import cohen_kappa, krippendorff_alpha
+from modeling.interface import cohen_kappa, krippendorff_alpha
 from modeling.models import ModelVersion
 
 # A kappa from fewer shared items than this says more about luck than about the pair.

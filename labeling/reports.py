@@ -16,8 +16,7 @@ from django.db.models import Count
 
 from labeling.charts import BarChart, LineChart, category_bars, line_chart
 from labeling.models import Project
-from modeling.core.energy import energy_wh
-from modeling.core.labels_saved import LearningCurve
+from modeling.interface import LearningCurve, energy_wh
 
 EVALUATION = "evaluation accuracy"
 CROSS_VALIDATED = "cross-validated accuracy"

@@ -15,8 +15,8 @@ from typing import Any, TypedDict
 import numpy as np
 import numpy.typing as npt
 
+from modeling.core import evaluation
 from modeling.core.classifiers import Classifier, HeadClassifier
-from modeling.core.evaluation import macro_f1
 from modeling.core.ranking import rank_pool
 from modeling.core.strategies import STRATEGIES, RandomStrategy, cold_start
 
@@ -119,8 +119,8 @@ def run_simulation(
         classifier = classifier_factory(n_classes).fit(train_x[labeled], train_y[labeled])
         seconds = time.perf_counter() - started
         predictions = classifier.predict_proba(test_x).argmax(axis=1)
-        accuracy = float(np.mean(predictions == test_y))
-        f1 = macro_f1(test_y, predictions, n_classes)
+        accuracy = evaluation.accuracy(test_y, predictions)
+        f1 = evaluation.macro_f1(test_y, predictions, n_classes)
         n_labeled = len(labeled)
         if n_labeled < budget:
             started = time.perf_counter()

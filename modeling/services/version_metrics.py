@@ -61,7 +61,7 @@ def cross_validation(
     if held_out is None:
         return {}
     return {
-        "cv_accuracy": float(np.mean(held_out.argmax(axis=1) == y)),
+        "cv_accuracy": accuracy(y, held_out.argmax(axis=1)),
         "label_errors": [
             [training.item_ids[row], labels[predicted].pk, confidence]
             for row, predicted, confidence in likely_errors(
