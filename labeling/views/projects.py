@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max
 from django.http import HttpResponse
+from django_htmx.http import HttpResponseStopPolling
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -69,7 +72,9 @@ def project_detail(request: AuthedRequest, project_id: int) -> HttpResponse:
 def model_status(request: AuthedRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id, LEADS)
     context = {"project": project, **model_status_context(project)}
-    return render(request, "labeling/project_detail.html#model-status", context)
+    # Idle: the panel polls no more (286) until the lead starts work or comes back to the tab.
+    status = HTTPStatus.OK if context["watching"] else HttpResponseStopPolling.status_code
+    return render(request, "labeling/project_detail.html#model-status", context, status=status)
 
 
 @login_required
@@ -90,6 +95,9 @@ def model_status_context(project: Project) -> dict[str, object]:
     predictions = [StopSetPredictions.from_metrics(v.number, v.metrics) for v in reversed(recent)]
     serving = project.model_versions.filter(promoted=True).first()
     queue_version = project.queue_entries.aggregate(version=Max("model_version"))["version"]
+    queue_stale = bool(serving and queue_version and queue_version < serving.number)
+    busy = state.is_running() or state.queued_at is not None
+    finetune_run = project.finetune_runs.first()
     return {
         "state": state,
         "latest_version": serving,
@@ -97,9 +105,11 @@ def model_status_context(project: Project) -> dict[str, object]:
         "queue_length": project.queue_entries.count(),
         "queue_version": queue_version,
         # Scores from a version older than the serving one, until its re-scoring replaces them.
-        "queue_stale": bool(serving and queue_version and queue_version < serving.number),
-        "busy": state.is_running() or state.queued_at is not None,
-        "finetune_run": project.finetune_runs.first(),
+        "queue_stale": queue_stale,
+        "busy": busy,
+        # Something the panel should follow: a retrain, a fine-tune, or re-scoring the pool.
+        "watching": busy or queue_stale or bool(finetune_run and finetune_run.is_active()),
+        "finetune_run": finetune_run,
         "finetuned_versions": project.model_versions.filter(kind="finetune")[:8],
     }
 
