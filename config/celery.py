@@ -78,7 +78,34 @@ class ResumeRetrainsOnConnect(bootsteps.StartStopStep):
         parent.app.send_task("modeling.tasks.resume_retrains", args=[connected_at])
 
 
+class SweepLostRetrains(bootsteps.StartStopStep):
+    """Every SIFT_SWEEP_SECONDS (15), have lost retrains sent again: a run whose worker died
+    (no heartbeat for 10 s), and a request no run took up for five minutes. With the step
+    above, a lost retrain resumes within a minute whatever the broker did, even when the
+    broker restarted empty and no message is left to redeliver."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        self.timer_entry: Any = None
+
+    def start(self, worker: Any) -> None:
+        seconds = float(os.environ.get("SIFT_SWEEP_SECONDS", "15"))
+        self.timer_entry = worker.timer.call_repeatedly(seconds, self.sweep, (worker,))
+
+    def stop(self, worker: Any) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+
+    def sweep(self, worker: Any) -> None:
+        try:
+            worker.app.send_task("modeling.tasks.resume_retrains")
+        except (BrokerError, OSError) as exc:
+            log.warning("Could not send the sweep for lost retrains: %s", exc)
+
+
 app.steps["consumer"].add(ResumeRetrainsOnConnect)
+app.steps["worker"].add(SweepLostRetrains)
 
 
 @app.on_after_configure.connect

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.celery import broker_down_message, enqueue
 from labeling.models import Project
 from modeling.metrics import VersionMetrics
 
-# A run that has not finished after this long is taken to be dead and may be replaced.
+# A worker running a retrain or fine-tune marks it alive this often, from a thread of its own;
+# a run whose last mark is older than HEARTBEAT_STALE has lost its worker and may be taken over.
+HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_STALE = timedelta(seconds=10)
+# A run from before heartbeats (none recorded) is taken to be dead after this long.
 STALE_RUN_SECONDS = 30 * 60
+# A dead run is sent again at most this often, however many sweeps find it.
+RESEND_DEAD_RUN_AFTER = timedelta(minutes=2)
+# How long the panel says that a retrain was sent again after its worker stopped.
+RECOVERY_SHOWN_FOR = timedelta(hours=1)
 
 
 class EmbeddingChunk(models.Model):
@@ -180,62 +191,91 @@ class ModelStateManager(models.Manager["ModelState"]):
         return self.select_for_update().get(project=project)
 
     def claim(self, project: Project, run_id: str) -> bool:
-        """Take the project's retrain for run `run_id`; False, leaving a follow-up request,
-        when another run is alive. A redelivered task (same run id) takes over its run."""
-        with transaction.atomic():
-            state = self.locked(project)
-            if state.is_running() and state.run_id != run_id:
-                state.follow_up = True
-                state.save(update_fields=["follow_up", "updated_at"])
-                return False
-            state.running_since = timezone.now()
-            state.run_id = run_id
-            state.queued_at = None
-            state.follow_up = False
-            state.last_error = ""
-            state.save()
-            return True
+        """Take the project's retrain for run `run_id`; False when there is nothing to do.
 
-    def release(self, project: Project) -> bool:
-        """End the project's run; True when requests arrived meanwhile, which are then marked
-        as sent for the follow-up run the caller sends."""
+        Another run alive: a follow-up request is left for it. The same run (a redelivered or
+        resent task): it waits while the run's worker may still be beating, then takes over;
+        a run that finished meanwhile is not run again.
+        """
+        while True:
+            with transaction.atomic():
+                state = self.locked(project)
+                if run_id and run_id == state.finished_run_id:
+                    return False
+                if not state.is_running():
+                    now = timezone.now()
+                    state.running_since = state.heartbeat_at = now
+                    state.run_id = run_id
+                    state.queued_at = None
+                    state.follow_up = False
+                    state.last_error = ""
+                    state.save()
+                    return True
+                if state.run_id != run_id:
+                    state.follow_up = True
+                    state.save(update_fields=["follow_up", "updated_at"])
+                    return False
+            time.sleep(HEARTBEAT_SECONDS)
+
+    def beat(self, project_id: int, run_id: str) -> None:
+        """Mark the project's run `run_id` alive (from the run's heartbeat thread)."""
+        self.filter(project_id=project_id, run_id=run_id).update(heartbeat_at=timezone.now())
+
+    def release(self, project: Project, run_id: str) -> bool:
+        """End run `run_id`; True when requests arrived meanwhile, which are then marked as
+        sent for the follow-up run the caller sends."""
         with transaction.atomic():
             state = self.locked(project)
+            if state.run_id != run_id:
+                return False  # taken over by another worker after this one went quiet
             follow_up = state.follow_up
-            state.running_since = None
+            state.running_since = state.heartbeat_at = None
             state.run_id = ""
+            state.finished_run_id = run_id
             state.follow_up = False
             state.phase = Phase.IDLE
             state.queued_at = timezone.now() if follow_up else state.queued_at
             state.save()
             return follow_up
 
-    def send_retrain(self, project_id: int) -> bool:
+    def send_retrain(self, project_id: int, task_id: str | None = None) -> bool:
         """Send one retrain request (it was stamped already); a broker that refuses it is
         shown to leads, and a request in half a minute tries again."""
         return enqueue(
             REFRESH_MODEL,
             project_id,
+            task_id=task_id,
             on_broker_down=lambda exc: self.filter(project_id=project_id).update(
                 queued_at=timezone.now() - QUEUED_PATIENCE + BROKER_RETRY_AFTER,
                 last_error=broker_down_message(exc),
             ),
         )
 
-    def take_lost_requests(self, requested_before: datetime) -> list[int]:
-        """Projects whose retrain request from before `requested_before` no run took up,
-        stamped anew so that workers reconnecting together send each once."""
+    def take_lost_work(self, requested_before: datetime) -> list[tuple[int, str]]:
+        """Retrains to send again, as (project id, task id): requests from before
+        `requested_before` that no run took up (a new id), and runs whose worker stopped
+        beating (their own id, so that a late redelivery and the resend are one run).
+
+        Each is stamped, so workers sweeping together send it once.
+        """
+        now = timezone.now()
+        lost = Q(queued_at__lt=requested_before) | Q(
+            running_since__isnull=False, heartbeat_at__lt=now - HEARTBEAT_STALE
+        )
         taken = []
         with transaction.atomic():
-            waiting = self.select_for_update(skip_locked=True).filter(
-                queued_at__lt=requested_before
-            )
-            for state in waiting:
+            for state in self.select_for_update(skip_locked=True).filter(lost):
                 if state.is_running():
                     continue  # the run ends by taking up its follow-up requests
-                state.queued_at = timezone.now()
-                state.save(update_fields=["queued_at", "updated_at"])
-                taken.append(state.project_id)
+                if state.running_since is not None and state.run_id:
+                    if state.recovered_at and now - state.recovered_at < RESEND_DEAD_RUN_AFTER:
+                        continue
+                    state.recovered_at = now
+                    taken.append((state.project_id, state.run_id))
+                else:
+                    state.queued_at = now
+                    taken.append((state.project_id, str(uuid.uuid4())))
+                state.save(update_fields=["queued_at", "recovered_at", "updated_at"])
         return taken
 
 
@@ -253,6 +293,12 @@ class ModelState(models.Model):
     queue_refreshed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The running retrain's last sign of life; a stale one lets another worker take over.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The last run that ended, so that a duplicate delivery of it does not run again.
+    finished_run_id = models.CharField(max_length=100, blank=True)
+    # When a sweep last sent again a retrain whose worker had stopped.
+    recovered_at = models.DateTimeField(null=True, blank=True)
 
     objects = ModelStateManager()
 
@@ -260,9 +306,19 @@ class ModelState(models.Model):
         return f"{self.project}: {self.phase}"
 
     def is_running(self) -> bool:
+        """A run holds the project and its worker is alive (beating)."""
         if self.running_since is None:
             return False
-        return (timezone.now() - self.running_since).total_seconds() < STALE_RUN_SECONDS
+        now = timezone.now()
+        if self.heartbeat_at is None:
+            return (now - self.running_since).total_seconds() < STALE_RUN_SECONDS
+        return now - self.heartbeat_at < HEARTBEAT_STALE
+
+    def recent_recovery(self) -> datetime | None:
+        """When a retrain whose worker stopped was sent again, if lately: the panel says so."""
+        if self.recovered_at is None or timezone.now() - self.recovered_at > RECOVERY_SHOWN_FOR:
+            return None
+        return self.recovered_at
 
     def covers_new_request(self, now: datetime) -> bool:
         """A follow-up of the running run, or a request sent recently, will cover a new one."""

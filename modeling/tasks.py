@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from celery import Task, shared_task
+from django.utils import timezone
 
-from modeling.models import ModelState
+from modeling.models import QUEUED_PATIENCE, ModelState
 from modeling.services import finetune, refresh
 
 
@@ -35,9 +36,15 @@ def rescore_pool(project_id: int, version_number: int) -> None:
 
 
 @shared_task(acks_late=True)
-def resume_retrains(requested_before: str) -> list[int]:
-    """Send again the retrain requests a broker outage may have lost; see config/celery.py."""
-    lost = ModelState.objects.take_lost_requests(datetime.fromisoformat(requested_before))
-    for project_id in lost:
-        ModelState.objects.send_retrain(project_id)
-    return lost
+def resume_retrains(requested_before: str | None = None) -> list[int]:
+    """Send again the retrains a broker outage or a dead worker lost (requests from before
+    `requested_before`, by default those waiting longer than patience); see config/celery.py."""
+    before = (
+        datetime.fromisoformat(requested_before)
+        if requested_before
+        else timezone.now() - QUEUED_PATIENCE
+    )
+    lost = ModelState.objects.take_lost_work(before)
+    for project_id, task_id in lost:
+        ModelState.objects.send_retrain(project_id, task_id)
+    return [project_id for project_id, _ in lost]

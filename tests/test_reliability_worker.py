@@ -15,14 +15,16 @@ import numpy as np
 import pytest
 import requests
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from labeling.models import Annotation, ApiToken, Item, Project, QueueEntry, Role, content_hash
 from modeling.core.encoders import DEFAULT_ENCODER_NAME
 from modeling.models import EmbeddingChunk, ModelState, ModelVersion, Phase
 from modeling.scheduling import request_retrain
-from tests.conftest import add_items, make_project, make_user, topic_of
+from tests.conftest import add_items, client_for, make_project, make_user, topic_of
 from tests.fixtures import finance_texts, sports_texts
 from tests.servers import http_session, kill_with_children, running_gunicorn, running_redis
 from tests.worker import database_url_for_processes, running_worker, wait_for
@@ -272,3 +274,53 @@ def test_a_retrain_killed_in_training_and_again_in_scoring_is_redone_once(
     assert state.phase == Phase.IDLE
     assert (state.running_since, state.run_id, state.last_error) == (None, "", "")
     assert Annotation.objects.filter(item__project=project).count() == answers
+
+
+def test_a_retrain_whose_worker_dies_while_redis_restarts_empty_is_taken_over_within_a_minute(
+    large_project: Project, tmp_path: Path
+) -> None:
+    project = large_project
+    alice = User.objects.get(username="alice")
+    _, key = ApiToken.issue(alice, "retrain script")
+
+    with (
+        running_redis(tmp_path / "redis.log") as redis,
+        running_gunicorn(
+            {
+                "DATABASE_URL": database_url_for_processes(),
+                "REDIS_URL": redis.url,
+                "SECRET_KEY": settings.SECRET_KEY,
+                "SIFT_VAR_DIR": str(settings.VAR_DIR),
+            },
+            tmp_path / "gunicorn.log",
+        ) as web,
+    ):
+        worker_env = {**WORKER_ENV, "REDIS_URL": redis.url}
+        with running_worker(tmp_path / "first.log", extra_env=worker_env, purge=False) as first:
+            asked = http_session().post(
+                f"{web}/api/v1/projects/{project.pk}/training/",
+                headers={"Authorization": f"Token {key}"},
+                timeout=30,
+            )
+            assert asked.status_code == 202, asked.text
+            wait_for(lambda: phase_is(project, Phase.TRAINING), 120, "the retrain to train")
+            kill_with_children(first)
+        redis.kill()
+        redis.start()  # empty: the dead worker's unacknowledged task is gone with it
+
+        started = time.monotonic()
+        with running_worker(tmp_path / "second.log", extra_env=worker_env, purge=False):
+            wait_for(
+                lambda: project.model_versions.exists() and is_idle(project),
+                60,
+                "another worker to take the retrain over",
+            )
+        took_over_after = time.monotonic() - started
+
+    assert took_over_after < 60
+    assert list(project.model_versions.values_list("number", flat=True)) == [1]
+    state = state_of(project)
+    assert state.recovered_at is not None
+    assert (state.running_since, state.last_error) == (None, "")
+    panel = client_for(alice).get(reverse("model_status", args=[project.pk]))
+    assert b'data-recovered="true"' in panel.content

@@ -97,6 +97,8 @@ def model_status_context(project: Project) -> dict[str, object]:
     queue_version = project.queue_entries.aggregate(version=Max("model_version"))["version"]
     queue_stale = bool(serving and queue_version and queue_version < serving.number)
     busy = state.is_running() or state.queued_at is not None
+    # A run whose worker stopped beating: the workers' sweep sends it again within a minute.
+    stalled = state.running_since is not None and not state.is_running()
     finetune_run = project.finetune_runs.first()
     return {
         "state": state,
@@ -108,7 +110,11 @@ def model_status_context(project: Project) -> dict[str, object]:
         "queue_stale": queue_stale,
         "busy": busy,
         # Something the panel should follow: a retrain, a fine-tune, or re-scoring the pool.
-        "watching": busy or queue_stale or bool(finetune_run and finetune_run.is_active()),
+        "stalled": stalled,
+        "watching": busy
+        or stalled
+        or queue_stale
+        or bool(finetune_run and finetune_run.is_active()),
         "finetune_run": finetune_run,
         "finetuned_versions": project.model_versions.filter(kind="finetune")[:8],
     }

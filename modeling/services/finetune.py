@@ -8,16 +8,14 @@ and writes the database around it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from labeling.models import Item, Label, Project
@@ -35,20 +33,23 @@ from modeling.core.finetuning import (
 )
 from modeling.core.strategies import BaldStrategy, QueryStrategy
 from modeling.metrics import Evaluation
-from modeling.models import FineTuneRun, ModelState, ModelVersion
+from modeling.models import (
+    HEARTBEAT_SECONDS,
+    HEARTBEAT_STALE,
+    FineTuneRun,
+    ModelState,
+    ModelVersion,
+)
 from modeling.promotion import announce_promotion, promotion_decision
 from modeling.services import version_metrics
 from modeling.services.embeddings import encoder_name, ensure_embeddings
+from modeling.services.heartbeat import Heartbeat
 from modeling.services.queue_ranking import rank_queue, strategy_for
 from modeling.services.queue_writer import replace_queue
 from modeling.services.training_data import evaluation_set, pool_rows, training_set
 
 log = logging.getLogger(__name__)
 
-# The worker running a fine-tune writes a heartbeat this often, from a thread of its own;
-# a run whose heartbeat is older than HEARTBEAT_STALE has lost its worker.
-HEARTBEAT_SECONDS = 2.0
-HEARTBEAT_STALE = timedelta(seconds=10)
 KIND = "finetune"
 
 # Tokenization per (encoder folder, max length), kept for the worker process's lifetime.
@@ -82,22 +83,23 @@ def finetune(project_id: int, task_id: str) -> ModelVersion | None:
     run = _claim(project, task_id)
     if run is None:
         return None
-    heartbeat = _Heartbeat(run.pk)
-    heartbeat.start()
-    try:
-        version = run.version or _train_version(project, run)
-        if version.promoted:
-            rescore_pool(project.pk, version.number)
-        _finish(run, FineTuneRun.Status.DONE)
-        return version
-    except TrainingCancelled:
-        _finish(run, FineTuneRun.Status.CANCELLED)
-        return None
-    except Exception as exc:
-        _finish(run, FineTuneRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        heartbeat.stop()
+    beat = Heartbeat(
+        lambda: FineTuneRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now()),
+        name=f"finetune-heartbeat-{run.pk}",
+    )
+    with beat:
+        try:
+            version = run.version or _train_version(project, run)
+            if version.promoted:
+                rescore_pool(project.pk, version.number)
+            _finish(run, FineTuneRun.Status.DONE)
+            return version
+        except TrainingCancelled:
+            _finish(run, FineTuneRun.Status.CANCELLED)
+            return None
+        except Exception as exc:
+            _finish(run, FineTuneRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
 
 
 def _claim(project: Project, task_id: str) -> FineTuneRun | None:
@@ -152,26 +154,6 @@ def _finish(run: FineTuneRun, status: str, error: str = "") -> None:
     if status == FineTuneRun.Status.DONE:
         for name in (CHECKPOINT_NAME, *(p.name for p in run_folder(run).glob("best-*.pt"))):
             (run_folder(run) / name).unlink(missing_ok=True)
-
-
-class _Heartbeat(threading.Thread):
-    """Marks the run alive every few seconds, whatever the training loop is doing."""
-
-    def __init__(self, run_id: int) -> None:
-        super().__init__(daemon=True, name=f"finetune-heartbeat-{run_id}")
-        self.run_id = run_id
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._stopped.wait(HEARTBEAT_SECONDS):
-                FineTuneRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self.join()
 
 
 def _train_version(project: Project, run: FineTuneRun) -> ModelVersion:

@@ -6,6 +6,7 @@ Runs in Celery workers (modeling/tasks.py).
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 from django.utils import timezone
@@ -17,6 +18,7 @@ from modeling.metrics import VersionMetrics
 from modeling.models import ModelState, ModelVersion, Phase
 from modeling.services import version_metrics
 from modeling.services.embeddings import encoder_name, ensure_embeddings
+from modeling.services.heartbeat import Heartbeat
 from modeling.services.queue_ranking import cold_start_order, rank_queue
 from modeling.services.queue_writer import write_head_version
 from modeling.services.training_data import evaluation_set, pool_rows, rows_of, training_set
@@ -28,18 +30,23 @@ def refresh_model(project_id: int, run_id: str) -> ModelVersion | None:
     Returns the new version; None when there is no model yet (the queue then starts cold), a
     result from newer labels won, or another run was alive. One run per project at a time: a
     second run that finds the first alive only leaves a follow-up request, which the first
-    sends when it ends. A redelivered task (same run id, after a worker died) takes over.
+    sends when it ends. The run's heartbeat marks it alive; a redelivered or resent task (same
+    run id) takes over once its worker has gone quiet.
     """
     project = Project.objects.filter(pk=project_id).first()
     if project is None or not ModelState.objects.claim(project, run_id):
         return None
+    beat = Heartbeat(
+        partial(ModelState.objects.beat, project.pk, run_id), name=f"retrain-heartbeat-{run_id}"
+    )
     try:
-        return _refresh(project)
+        with beat:
+            return _refresh(project)
     except Exception as exc:
         ModelState.objects.filter(project=project).update(last_error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        if ModelState.objects.release(project):
+        if ModelState.objects.release(project, run_id):
             ModelState.objects.send_retrain(project.pk)
 
 
