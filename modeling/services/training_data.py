@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from django.db.models import QuerySet
 
-from labeling.consensus import final_labels_by_item
+from labeling.consensus import final_label_ids_by_item
 from labeling.models import Annotation, Item, Label, Project
 
 
@@ -52,17 +52,17 @@ def evaluation_set(project: Project, labels: list[Label]) -> TrainingSet:
 def _as_arrays(
     project: Project, labels: list[Label], annotations: QuerySet[Annotation]
 ) -> TrainingSet:
-    index = {label.name: i for i, label in enumerate(labels)}
-    final = final_labels_by_item(project, annotations)
+    index = {label.pk: i for i, label in enumerate(labels)}
+    final = final_label_ids_by_item(project, annotations)
     item_ids = sorted(final)
     counts: Counter[int] = Counter()
     targets: npt.NDArray[np.int64]
     if project.multi_label:
         targets = np.zeros((len(item_ids), len(labels)), dtype=np.int64)
         for row, item_id in enumerate(item_ids):
-            for name in final[item_id]:
-                targets[row, index[name]] = 1
-                counts[index[name]] += 1
+            for label_id in final[item_id]:
+                targets[row, index[label_id]] = 1
+                counts[index[label_id]] += 1
     else:
         targets = np.zeros(len(item_ids), dtype=np.int64)
         for row, item_id in enumerate(item_ids):
