@@ -24,7 +24,6 @@ from modeling.core.strategies import (
     UncertainDiverse,
     cold_start,
     gradient_residuals,
-    kmeans,
     nearest_to,
     top_n,
     uncertainty_scores,
@@ -368,16 +367,6 @@ def test_random_strategy_follows_the_generator_seed():
 
     assert picks(1) == picks(1)
     assert picks(1) != picks(2)
-
-
-def test_kmeans_separates_two_far_apart_groups():
-    points = np.vstack([np.zeros((10, 2)), np.full((10, 2), 5.0)]).astype(np.float32)
-
-    _, assignment = kmeans(points, 2, np.random.default_rng(0))
-
-    assert len(set(assignment[:10].tolist())) == 1
-    assert len(set(assignment[10:].tolist())) == 1
-    assert assignment[0] != assignment[10]
 
 
 def test_default_strategy_queries_a_100k_pool_quickly():
