@@ -78,7 +78,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--test",
             type=Path,
-            help=f"labeled test set (default: a stratified {HELD_OUT_FRACTION:.0%} of --train)",
+            help=f"labeled test set (default: a stratified {HELD_OUT_FRACTION * 100:.0f}%% of --train)",
         )
         parser.add_argument(
             "--format",
