@@ -66,8 +66,11 @@ def decide(
 
 
 def _in_order(labels: Iterable[L], label_order: Sequence[L]) -> list[L]:
-    known = set(label_order)
-    return [*label_order, *sorted((label for label in labels if label not in known), key=str)]
+    """`label_order`, then labels outside it (of no project label any more) by name."""
+    ordered = list(label_order)
+    known = set(ordered)
+    ordered.extend(sorted((label for label in labels if label not in known), key=str))
+    return ordered
 
 
 def agreement(answers: Sequence[Answer], final: Sequence[str]) -> float | None:

@@ -10,9 +10,9 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max
 from django.http import HttpResponse
-from django_htmx.http import HttpResponseStopPolling
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
 
 from labeling.access import LEADS, AuthedRequest, can_create_projects, project_for
 from labeling.forms import LabelFormSet, ProjectForm, ProjectSettingsForm

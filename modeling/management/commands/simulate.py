@@ -78,7 +78,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--test",
             type=Path,
-            help=f"labeled test set (default: a stratified {HELD_OUT_FRACTION * 100:.0f}%% of --train)",
+            help=(
+                "labeled test set (default: a stratified "
+                f"{HELD_OUT_FRACTION * 100:.0f}%% of --train)"
+            ),
         )
         parser.add_argument(
             "--format",
