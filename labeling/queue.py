@@ -56,9 +56,12 @@ def lease_next_item(project: Project, annotator: User) -> Item | None:
         for build in orders:
             ordered = build(project, annotator, now)
             while len(rejected) < _MAX_ATTEMPTS:
+                # FOR NO KEY UPDATE: leasers still exclude each other, but no item is skipped
+                # while a retrain commits its new queue (the entries' foreign-key checks hold a
+                # KEY SHARE lock on every queued item then, which FOR UPDATE would skip).
                 item = (
                     ordered.exclude(pk__in=rejected)
-                    .select_for_update(skip_locked=True, of=("self",))
+                    .select_for_update(skip_locked=True, no_key=True, of=("self",))
                     .first()
                 )
                 if item is None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from labeling.models import Annotation, Item, Lease, Project, QueueEntry, Role
@@ -159,3 +159,41 @@ def test_concurrent_annotators_never_share_an_item_and_lose_no_answer() -> None:
     assert Annotation.objects.filter(item__project=project).count() == 120
     assert set(Item.objects.filter(project=project).values_list("answer_count", flat=True)) == {1}
     assert sum(1 for pks in served.values() if pks) > 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bob_is_served_while_a_retrain_commits_the_new_queue(alice: User, bob: User) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    project = make_project(alice, (bob, Role.ANNOTATOR), items=10)
+    items = list(project.items.order_by("pk"))
+    QueueEntry.objects.bulk_create(
+        [QueueEntry(project=project, item=item, rank=r) for r, item in enumerate(items)]
+    )
+    written, done = threading.Event(), threading.Event()
+
+    def write_queue() -> None:
+        # replace_queue's transaction, held at the instant its commit checks the foreign keys
+        # (made immediate here, so that instant lasts until `done`).
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                QueueEntry.objects.filter(project=project).delete()
+                QueueEntry.objects.bulk_create(
+                    [QueueEntry(project=project, item=item, rank=r) for r, item in enumerate(items)]
+                )
+                written.set()
+                done.wait(10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=write_queue)
+    worker.start()
+    try:
+        assert written.wait(10)
+        served = lease_next_item(project, bob)
+    finally:
+        done.set()
+        worker.join()
+
+    assert served is not None  # not "nothing left for you" while the queue is rewritten
