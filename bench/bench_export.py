@@ -18,24 +18,24 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from labeling.models import Project
 
-from harness import fresh_database, setup_django  # bench/ is on sys.path when run as a script
+from harness import (  # bench/ is on sys.path when run as a script
+    BACKENDS,
+    add_postgres_url,
+    migrated_database,
+    run_backends,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ("postgres", "sqlite")
 BENCH_DATABASE = "sift_bench_export"
 LABEL_NAMES = ["positive", "negative", "neutral"]
 FORMATS = ("jsonl", "csv", "parquet")
@@ -65,51 +65,27 @@ class Result:
 
 def main() -> int:
     args = _parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    if args.backend:
-        result = run_backend(args)
-        if args.json:
-            print(json.dumps(asdict(result)))
-        else:
-            _print_report([result])
-        return 1 if result.failures else 0
+    return run_backends(
+        args,
+        run_backend,
+        parse=_result_from_json,
+        failed=lambda backend, why: Result(backend, args.items, failures=[why]),
+        report=_print_report,
+    )
 
-    results = []
-    for backend in BACKENDS:
-        command = [sys.executable, __file__, "--backend", backend, "--json", *_passed_on(args)]
-        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-        # The child prints its command line first and its result as the last line.
-        lines = done.stdout.strip().splitlines()
-        for line in lines[1:-1]:
-            print(line)
-        try:
-            raw = json.loads(lines[-1])
-            raw["timings"] = [Timing(**timing) for timing in raw["timings"]]
-            results.append(Result(**raw))
-        except (IndexError, json.JSONDecodeError, TypeError, KeyError):
-            failed = Result(backend, args.items)
-            failed.failures.append(f"subprocess exited {done.returncode} without a result")
-            results.append(failed)
-    _print_report(results)
-    return 1 if any(result.failures for result in results) else 0
+
+def _result_from_json(raw: dict[str, Any]) -> Result:
+    timings = [Timing(**timing) for timing in raw.pop("timings")]
+    return Result(**raw, timings=timings)
 
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=BACKENDS, help="run one backend (default: both)")
     parser.add_argument("--items", type=int, default=100_000, help="labeled items to export")
-    parser.add_argument(
-        "--postgres-url",
-        default="postgres://postgres@127.0.0.1:5432/postgres",
-        help="maintenance database used to create and drop the bench database",
-    )
+    add_postgres_url(parser)
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
-
-
-def _passed_on(args: argparse.Namespace) -> list[str]:
-    return [f"--items={args.items}", f"--postgres-url={args.postgres_url}"]
 
 
 def _print_report(results: list[Result]) -> None:
@@ -140,35 +116,23 @@ def _print_report(results: list[Result]) -> None:
 
 def run_backend(args: argparse.Namespace) -> Result:
     result = Result(args.backend, args.items)
-    with _fresh_database(args) as database_url:
-        setup_django(database_url)
-        from django.core.management import call_command
-        from django.db import connections
-
-        try:
-            call_command("migrate", interactive=False, verbosity=0)
-            started = time.perf_counter()
-            project = _seed(args.items)
-            result.seed_s = time.perf_counter() - started
-            _log(f"{args.backend}: seeded {args.items} labeled items in {result.seed_s:.1f}s")
-            for fmt in FORMATS:
-                timing = _time_export(project, fmt)
-                _log(f"{args.backend}: {timing.operation} in {timing.seconds:.1f}s")
-                if timing.rows != args.items:
-                    result.failures.append(f"{fmt}: {timing.rows} rows, not {args.items}")
-                result.timings.append(timing)
-            timing = _time_import(args.items)
+    with migrated_database(args.backend, args.postgres_url, BENCH_DATABASE):
+        started = time.perf_counter()
+        project = _seed(args.items)
+        result.seed_s = time.perf_counter() - started
+        _log(f"{args.backend}: seeded {args.items} labeled items in {result.seed_s:.1f}s")
+        for fmt in FORMATS:
+            timing = _time_export(project, fmt)
             _log(f"{args.backend}: {timing.operation} in {timing.seconds:.1f}s")
             if timing.rows != args.items:
-                result.failures.append(f"import: {timing.rows} labeled, not {args.items}")
+                result.failures.append(f"{fmt}: {timing.rows} rows, not {args.items}")
             result.timings.append(timing)
-        finally:
-            connections.close_all()
+        timing = _time_import(args.items)
+        _log(f"{args.backend}: {timing.operation} in {timing.seconds:.1f}s")
+        if timing.rows != args.items:
+            result.failures.append(f"import: {timing.rows} labeled, not {args.items}")
+        result.timings.append(timing)
     return result
-
-
-def _fresh_database(args: argparse.Namespace) -> AbstractContextManager[str]:
-    return fresh_database(args.backend, args.postgres_url, BENCH_DATABASE)
 
 
 def _texts(prefix: str, count: int) -> Iterator[str]:

@@ -23,29 +23,33 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench_retrain import _seed as seed_project_with_embeddings
-from harness import REPO_ROOT, fresh_database, setup_django
+from harness import (
+    REPO_ROOT,
+    add_postgres_url,
+    announce,
+    format_ms,
+    migrated_database,
+    percentile,
+    start_annotators,
+)
 
 sys.path.insert(0, str(REPO_ROOT))
 from tests.servers import (
     children_of,
     http_session,
+    running_celery_worker,
     running_gunicorn,
     running_redis,
-    stop,
     wait_for,
 )
 
@@ -69,22 +73,14 @@ class Phase:
 
 def main() -> int:
     args = _parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    command = f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}"
-    print(command)
+    command = announce()
     with ExitStack() as stack:
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sift-load-")))
         redis = stack.enter_context(running_redis(logs / "redis.log"))
+        os.environ["REDIS_URL"] = redis.url  # read once, when migrated_database sets Django up
         database_url = stack.enter_context(
-            fresh_database("postgres", args.postgres_url, BENCH_DATABASE)
+            migrated_database("postgres", args.postgres_url, BENCH_DATABASE)
         )
-        os.environ["REDIS_URL"] = redis.url
-        setup_django(database_url)
-        from django.core.management import call_command
-        from django.db import connections
-
-        stack.callback(connections.close_all)
-        call_command("migrate", interactive=False, verbosity=0)
         seed = argparse.Namespace(
             items=args.items,
             labeled=args.labeled,
@@ -100,7 +96,9 @@ def main() -> int:
             "SECRET_KEY": "bench-only-secret",
             "LOG_LEVEL": "WARNING",
         }
-        stack.enter_context(_running_worker(env, logs / "worker.log"))
+        stack.enter_context(
+            running_celery_worker(env, logs / "worker.log", timeout=120, stop_timeout=60)
+        )
         _warm_up(project_id)
         web = stack.enter_context(
             running_gunicorn(
@@ -127,33 +125,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--labeled", type=int, default=500, help="answers before the run")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (Dockerfile: 3)")
     parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
-    parser.add_argument(
-        "--postgres-url",
-        default="postgres://postgres@127.0.0.1:5432/postgres",
-        help="maintenance database used to create and drop the bench database",
-    )
+    add_postgres_url(parser)
     return parser.parse_args()
-
-
-@contextmanager
-def _running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`celery -A config worker` as production starts it, stopped at the end."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=info"),
-                *("--concurrency=1", "--without-gossip", "--without-mingle"),
-            ],
-            cwd=REPO_ROOT,
-            env={**os.environ, "DEBUG": "0", **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: b" ready." in log_path.read_bytes(), 120, "the worker")
-        yield process
-    finally:
-        stop(process, timeout=60)
 
 
 def _warm_up(project_id: int) -> None:
@@ -217,11 +190,7 @@ def _run_phase(web: str, project_id: int, keys: list[str], seconds: float) -> Ph
                 phase.submit_ms.append((done - leased) * 1000)
                 acknowledged.append((answer["client_id"], item))
 
-    threads = [
-        threading.Thread(target=annotate, args=(key, n), daemon=True) for n, key in enumerate(keys)
-    ]
-    for thread in threads:
-        thread.start()
+    threads = start_annotators(annotate, keys, daemon=True)
     versions_before = ModelVersion.objects.filter(project_id=project_id).count()
     ready.wait()
     began, cpu_before = time.perf_counter(), _web_cpu_seconds()
@@ -282,9 +251,9 @@ def _report(args: argparse.Namespace, phases: list[Phase], command: str) -> None
     for p in phases:
         requests_per_s = 2 * len(p.next_ms) / p.wall_s if p.wall_s else 0.0
         print(
-            f"| {p.annotators} | {len(p.next_ms)} | {_percentile(p.next_ms, 50)} "
-            f"| {_percentile(p.next_ms, 99)} | {_percentile(p.submit_ms, 50)} "
-            f"| {_percentile(p.submit_ms, 99)} | {requests_per_s:.1f} "
+            f"| {p.annotators} | {len(p.next_ms)} | {format_ms(percentile(p.next_ms, 50))} "
+            f"| {format_ms(percentile(p.next_ms, 99))} | {format_ms(percentile(p.submit_ms, 50))} "
+            f"| {format_ms(percentile(p.submit_ms, 99))} | {requests_per_s:.1f} "
             f"| {1000 * p.web_cpu_s / max(1, 2 * len(p.next_ms)):.1f} | {p.retrains} "
             f"| {'FAIL' if p.failures else 'OK'} |"
         )
@@ -293,12 +262,6 @@ def _report(args: argparse.Namespace, phases: list[Phase], command: str) -> None
     for p in phases:
         for failure in p.failures[:10]:
             print(f"FAIL {p.annotators} annotators: {failure}")
-
-
-def _percentile(samples: list[float], percent: int) -> str:
-    if len(samples) < 2:
-        return f"{samples[0]:.1f}" if samples else "-"
-    return f"{statistics.quantiles(samples, n=100, method='inclusive')[percent - 1]:.1f}"
 
 
 def _log(message: str) -> None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from bench_retrain import _seed  # bench/ is on sys.path when run as a script
-from harness import REPO_ROOT, fresh_database, setup_django
+from harness import add_postgres_url, announce, git_source, migrated_database
 
 BENCH_DATABASE = "sift_bench_next_item"
 
@@ -36,21 +34,13 @@ def main() -> int:
     parser.add_argument("--against", required=True, help="git revision to compare with")
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--blocks", type=int, default=12, help="blocks of 25 rounds per side")
-    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/postgres")
+    add_postgres_url(parser)
     args = parser.parse_args()
-    print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
+    announce()
     seed_args = argparse.Namespace(items=args.items, labeled=500, retrain_every=10, annotators=1)
-    with fresh_database("postgres", args.postgres_url, BENCH_DATABASE) as database_url:
-        setup_django(database_url)
-        from django.core.management import call_command
-        from django.db import connections
-
-        try:
-            call_command("migrate", interactive=False, verbosity=0)
-            project_id, user_ids, _ = _seed(seed_args)
-            results = _measure(args, project_id, user_ids[0])
-        finally:
-            connections.close_all()
+    with migrated_database("postgres", args.postgres_url, BENCH_DATABASE):
+        project_id, user_ids, _ = _seed(seed_args)
+        results = _measure(args, project_id, user_ids[0])
     _report(args, results)
     return 0
 
@@ -95,13 +85,7 @@ def _measure(args: argparse.Namespace, project_id: int, user_id: int) -> dict[st
 
 def _module_at(revision: str, path: str, name: str) -> ModuleType:
     """The file at `path` as it was at `revision`, imported as module `name`."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:{path}"],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    source = git_source(revision, path)
     folder = Path(tempfile.mkdtemp(prefix="sift-bench-"))
     (folder / f"{name}.py").write_text(source)
     spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")

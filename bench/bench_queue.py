@@ -15,18 +15,13 @@ SQLite: a temporary file):
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import statistics
-import subprocess
 import sys
 import threading
 import time
 import traceback
 import uuid
-from contextlib import AbstractContextManager, suppress
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from contextlib import suppress
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,10 +29,16 @@ if TYPE_CHECKING:
 
     from labeling.models import Project
 
-from harness import fresh_database, setup_django  # bench/ is on sys.path when run as a script
+from harness import (  # bench/ is on sys.path when run as a script
+    BACKENDS,
+    add_postgres_url,
+    format_ms,
+    migrated_database,
+    percentile,
+    run_backends,
+    start_annotators,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ("postgres", "sqlite")
 BENCH_DATABASE = "sift_bench"
 LABEL_NAMES = ["positive", "negative", "neutral"]
 
@@ -90,32 +91,13 @@ class Ledger:
 
 def main() -> int:
     args = _parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    if args.backend:
-        result = run_backend(args)
-        if args.json:
-            print(json.dumps(asdict(result)))
-        else:
-            _print_report([result], args)
-        return 1 if result.failures else 0
-
-    results = []
-    for backend in BACKENDS:
-        command = [sys.executable, __file__, "--backend", backend, "--json", *_passed_on(args)]
-        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-        # The child prints its command line first and its result as the last line.
-        lines = done.stdout.strip().splitlines()
-        for line in lines[1:-1]:
-            print(line)
-        try:
-            results.append(Result(**json.loads(lines[-1])))
-        except (IndexError, json.JSONDecodeError, TypeError):
-            failed = Result(backend, args.annotators, args.items)
-            failed.failures.append(f"subprocess exited {done.returncode} without a result")
-            results.append(failed)
-    _print_report(results, args)
-    return 1 if any(result.failures for result in results) else 0
+    return run_backends(
+        args,
+        run_backend,
+        parse=lambda raw: Result(**raw),
+        failed=lambda backend, why: Result(backend, args.annotators, args.items, failures=[why]),
+        report=lambda results: _print_report(results, args),
+    )
 
 
 def _parse_args() -> argparse.Namespace:
@@ -124,26 +106,12 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--annotators", type=int, default=8, help="concurrent annotator threads")
     parser.add_argument("--answers", type=int, default=50, help="lease -> submit rounds each")
     parser.add_argument("--items", type=int, default=20_000, help="items in the project")
-    parser.add_argument(
-        "--postgres-url",
-        default="postgres://postgres@127.0.0.1:5432/postgres",
-        help="maintenance database used to create and drop the bench database",
-    )
+    add_postgres_url(parser)
     parser.add_argument(
         "--explain", action="store_true", help="print the plan of the next-item query at the end"
     )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
-
-
-def _passed_on(args: argparse.Namespace) -> list[str]:
-    passed = [
-        f"--annotators={args.annotators}",
-        f"--answers={args.answers}",
-        f"--items={args.items}",
-        f"--postgres-url={args.postgres_url}",
-    ]
-    return [*passed, "--explain"] if args.explain else passed
 
 
 def _print_report(results: list[Result], args: argparse.Namespace) -> None:
@@ -157,8 +125,9 @@ def _print_report(results: list[Result], args: argparse.Namespace) -> None:
         leases_per_s = len(r.lease_ms) / r.wall_s if r.wall_s else 0.0
         print(
             f"| {r.backend} | {r.annotators} | {r.items} "
-            f"| {_percentile(r.lease_ms, 50)} | {_percentile(r.lease_ms, 99)} "
-            f"| {_percentile(r.submit_ms, 50)} | {_percentile(r.submit_ms, 99)} "
+            f"| {format_ms(percentile(r.lease_ms, 50))} | {format_ms(percentile(r.lease_ms, 99))} "
+            f"| {format_ms(percentile(r.submit_ms, 50))} "
+            f"| {format_ms(percentile(r.submit_ms, 99))} "
             f"| {leases_per_s:.1f} | {'FAIL' if r.failures else 'OK'} |"
         )
     print()
@@ -168,41 +137,22 @@ def _print_report(results: list[Result], args: argparse.Namespace) -> None:
             print(f"FAIL {r.backend}: {failure}")
 
 
-def _percentile(samples: list[float], percent: int) -> str:
-    if len(samples) < 2:
-        return f"{samples[0]:.1f}" if samples else "-"
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return f"{cuts[percent - 1]:.1f}"
-
-
 # Subprocess: one backend, one fresh database.
 
 
 def run_backend(args: argparse.Namespace) -> Result:
-    with _fresh_database(args) as database_url:
-        setup_django(database_url)
-        from django.core.management import call_command
-        from django.db import connections
-
-        try:
-            started = time.perf_counter()
-            call_command("migrate", interactive=False, verbosity=0)
-            _log(f"{args.backend}: migrated in {time.perf_counter() - started:.1f}s")
-            started = time.perf_counter()
-            project_id, user_ids = _seed(args)
-            seconds = time.perf_counter() - started
-            _log(f"{args.backend}: seeded {args.items} items in {seconds:.1f}s")
-            result = _run_annotators(args, project_id, user_ids)
-            _log(f"{args.backend}: {len(result.lease_ms)} rounds in {result.wall_s:.1f}s")
-            if args.explain:
-                _explain(project_id)
-            return result
-        finally:
-            connections.close_all()
-
-
-def _fresh_database(args: argparse.Namespace) -> AbstractContextManager[str]:
-    return fresh_database(args.backend, args.postgres_url, BENCH_DATABASE)
+    started = time.perf_counter()
+    with migrated_database(args.backend, args.postgres_url, BENCH_DATABASE):
+        _log(f"{args.backend}: migrated in {time.perf_counter() - started:.1f}s")
+        started = time.perf_counter()
+        project_id, user_ids = _seed(args)
+        seconds = time.perf_counter() - started
+        _log(f"{args.backend}: seeded {args.items} items in {seconds:.1f}s")
+        result = _run_annotators(args, project_id, user_ids)
+        _log(f"{args.backend}: {len(result.lease_ms)} rounds in {result.wall_s:.1f}s")
+        if args.explain:
+            _explain(project_id)
+        return result
 
 
 def _seed(args: argparse.Namespace) -> tuple[int, list[int]]:
@@ -293,12 +243,7 @@ def _run_annotators(args: argparse.Namespace, project_id: int, user_ids: list[in
         finally:
             connection.close()
 
-    threads = [
-        threading.Thread(target=annotate, args=(user_id, n), name=f"annotator-{n}")
-        for n, user_id in enumerate(user_ids)
-    ]
-    for thread in threads:
-        thread.start()
+    threads = start_annotators(annotate, user_ids)
     with suppress(threading.BrokenBarrierError):
         start.wait()  # a thread that crashed before the start broke the barrier
     began = time.perf_counter()

@@ -33,7 +33,6 @@ import argparse
 import functools
 import multiprocessing
 import os
-import shlex
 import statistics
 import sys
 import threading
@@ -42,15 +41,20 @@ import traceback
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import fresh_database, setup_django  # bench/ is on sys.path when run as a script
+from harness import (  # bench/ is on sys.path when run as a script
+    add_postgres_url,
+    announce,
+    format_ms,
+    migrated_database,
+    percentile,
+    setup_django,
+    start_annotators,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "sift_bench_retrain"
 LABEL_NAMES = ["world", "sports", "business", "science"]
 DIMENSION = 384
@@ -73,25 +77,15 @@ class Latencies:
 
 def main() -> int:
     args = _parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    command = f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}"
-    print(command)
-    with _fresh_database(args) as database_url:
-        setup_django(database_url)
-        from django.core.management import call_command
-        from django.db import connections
-
-        try:
-            started = time.perf_counter()
-            call_command("migrate", interactive=False, verbosity=0)
-            _log(f"migrated in {time.perf_counter() - started:.1f}s")
-            started = time.perf_counter()
-            project_id, user_ids, labeled = _seed(args)
-            seconds = time.perf_counter() - started
-            _log(f"seeded {args.items} items and {labeled} answers in {seconds:.1f}s")
-            failures = _measure(args, project_id, user_ids, command)
-        finally:
-            connections.close_all()
+    command = announce()
+    started = time.perf_counter()
+    with migrated_database("postgres", args.postgres_url, BENCH_DATABASE):
+        _log(f"migrated in {time.perf_counter() - started:.1f}s")
+        started = time.perf_counter()
+        project_id, user_ids, labeled = _seed(args)
+        seconds = time.perf_counter() - started
+        _log(f"seeded {args.items} items and {labeled} answers in {seconds:.1f}s")
+        failures = _measure(args, project_id, user_ids, command)
     return 1 if failures else 0
 
 
@@ -117,16 +111,8 @@ def _parse_args() -> argparse.Namespace:
         default=10,
         help="the project's setting; the refresh ranks a batch of 2x this many",
     )
-    parser.add_argument(
-        "--postgres-url",
-        default="postgres://postgres@127.0.0.1:5432/postgres",
-        help="maintenance database used to create and drop the bench database",
-    )
+    add_postgres_url(parser)
     return parser.parse_args()
-
-
-def _fresh_database(args: argparse.Namespace) -> AbstractContextManager[str]:
-    return fresh_database("postgres", args.postgres_url, BENCH_DATABASE)
 
 
 # Seeding -------------------------------------------------------------------------------------
@@ -467,12 +453,7 @@ def _annotate_while(
         finally:
             connection.close()
 
-    threads = [
-        threading.Thread(target=annotate, args=(user_id, n), name=f"annotator-{n}")
-        for n, user_id in enumerate(user_ids)
-    ]
-    for thread in threads:
-        thread.start()
+    threads = start_annotators(annotate, user_ids)
     try:
         ready.wait()
         load(load_started)
@@ -601,13 +582,13 @@ def _report(
         "same process": "retraining in the annotators' process",
     }
     for key, result in latencies.items():
-        p99 = _percentile(result.lease_ms, 99)
+        p99 = percentile(result.lease_ms, 99)
         verdict = "OK" if p99 is not None and p99 < TARGET_P99_MS else "OVER"
-        p50 = _percentile(result.lease_ms, 50)
+        p50 = percentile(result.lease_ms, 50)
         print(
-            f"| {titles[key]} | {len(result.lease_ms)} | {_format(p50)} "
-            f"| {_format(p99)} | {_format(_percentile(result.submit_ms, 50))} "
-            f"| {_format(_percentile(result.submit_ms, 99))} | {verdict} |"
+            f"| {titles[key]} | {len(result.lease_ms)} | {format_ms(p50)} "
+            f"| {format_ms(p99)} | {format_ms(percentile(result.submit_ms, 50))} "
+            f"| {format_ms(percentile(result.submit_ms, 99))} | {verdict} |"
         )
     print()
     print(
@@ -617,16 +598,6 @@ def _report(
     print(command)
     for failure in failures[:20]:
         print(f"FAIL {failure}")
-
-
-def _percentile(samples: list[float], percent: int) -> float | None:
-    if len(samples) < 2:
-        return samples[0] if samples else None
-    return statistics.quantiles(samples, n=100, method="inclusive")[percent - 1]
-
-
-def _format(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def _log(message: str) -> None:

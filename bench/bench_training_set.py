@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import argparse
 import ast
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 import types
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import REPO_ROOT, fresh_database, setup_django  # bench/ is on sys.path
+from harness import (  # bench/ is on sys.path
+    add_postgres_url,
+    announce,
+    git_source,
+    migrated_database,
+)
 
 BENCH_DATABASE = "sift_bench_training_set"
 OLD_NAMES = ("TrainingSet", "training_set", "_majority_labels")
@@ -46,32 +48,18 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--answered", type=int, default=8_000, help="items with two answers")
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/postgres")
+    add_postgres_url(parser)
     args = parser.parse_args()
-    print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    with fresh_database("postgres", args.postgres_url, BENCH_DATABASE) as database_url:
-        setup_django(database_url)
-        from django.core.management import call_command
-        from django.db import connections
-
-        try:
-            call_command("migrate", interactive=False, verbosity=0)
-            project = _seed(args)
-            _measure(args, project)
-        finally:
-            connections.close_all()
+    announce()
+    with migrated_database("postgres", args.postgres_url, BENCH_DATABASE):
+        project = _seed(args)
+        _measure(args, project)
     return 0
 
 
 def _old_training_set(revision: str) -> Callable[..., Any]:
     """`training_set` as it was at `revision`, from modeling/services.py there."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:modeling/services.py"],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    source = git_source(revision, "modeling/services.py")
     tree = ast.parse(source)
     wanted = [
         node

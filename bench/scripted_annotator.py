@@ -28,7 +28,6 @@ import argparse
 import io
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import REPO_ROOT, fresh_database, setup_django
+from bench.harness import REPO_ROOT, add_postgres_url, announce, migrated_database
 from labeling.parsers import Columns
 
 if TYPE_CHECKING:
@@ -100,20 +99,11 @@ DATASETS: dict[str, Callable[[], Dataset]] = {"ag_news": _ag_news, "banking77": 
 
 def main() -> int:
     args = _parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
+    announce()
     os.environ["REDIS_URL"] = args.redis_url
     database = f"{BENCH_DATABASE}_{os.getpid()}"  # two runs side by side do not collide
-    with fresh_database("postgres", args.postgres_url, database, keep=args.keep) as database_url:
-        setup_django(database_url)
-        from django.core.management import call_command
-        from django.db import connections
-
-        try:
-            call_command("migrate", interactive=False, verbosity=0)
-            result = _run(args)
-        finally:
-            connections.close_all()
+    with migrated_database("postgres", args.postgres_url, database, keep=args.keep) as database_url:
+        result = _run(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -147,11 +137,7 @@ def _parse_args() -> argparse.Namespace:
         default=str(REPO_ROOT / "var" / "bench" / "scripted_annotator.json"),
         help="where the result goes",
     )
-    parser.add_argument(
-        "--postgres-url",
-        default="postgres://postgres@127.0.0.1:5432/postgres",
-        help="maintenance database used to create and drop the bench database",
-    )
+    add_postgres_url(parser)
     return parser.parse_args()
 
 

@@ -114,14 +114,22 @@ def client_for(user: User) -> Client:
     return client
 
 
-@pytest.fixture
-def topics(alice: User, bob: User) -> Project:
-    """Alice's "Topics" project: 12 sports and 12 finance texts, labeled sports or finance."""
-    project = make_project(alice, (bob, Role.ANNOTATOR), name="Topics")
+def make_topics_project(
+    lead: User, *members: tuple[User, str], per_topic: int = 12, **fields: Any
+) -> Project:
+    """A "Topics" project: `per_topic` sports then as many finance texts, labeled sports or
+    finance."""
+    project = make_project(lead, *members, name="Topics", **fields)
     project.labels.all().delete()
     project.set_labels(["sports", "finance"])
-    add_items(project, sports_texts(12) + finance_texts(12))
+    add_items(project, sports_texts(per_topic) + finance_texts(per_topic))
     return project
+
+
+@pytest.fixture
+def topics(alice: User, bob: User) -> Project:
+    """Alice's "Topics" project: 12 sports and 12 finance texts, Bob annotates."""
+    return make_topics_project(alice, (bob, Role.ANNOTATOR))
 
 
 def label(project: Project, user: User, item: Item, name: str) -> None:

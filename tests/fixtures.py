@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 TEAMS = ["Lions", "Tigers", "Rovers", "United", "Rangers", "Eagles", "Sharks", "Wolves"]
@@ -48,3 +49,9 @@ def tiny_bert(folder: Path, *, dropout: float = 0.1) -> Path:
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file the code under test wrote, keyed by its header."""
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))

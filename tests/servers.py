@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,6 +73,29 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@contextmanager
+def _running(
+    command: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    ready: Callable[[subprocess.Popen[bytes]], bool],
+    *,
+    timeout: float,
+    what: str,
+    stop_timeout: float = 20,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `command` in the repository, its output to `log_path`; stop it afterwards."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for(lambda: ready(process), timeout, what)
+            yield process
+        finally:
+            stop(process, timeout=stop_timeout)
 
 
 def _answers(url: str) -> bool:
@@ -163,38 +186,51 @@ def running_gunicorn(
         **env,
     }
     process_env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                str(threads),
-                "--timeout",
-                "120",
-                *(["--access-logfile", "-"] if access_log else []),
-            ],
-            cwd=ROOT,
-            env=process_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(
-                lambda: process.poll() is None and _answers(f"{base_url}/health/"),
-                60,
-                "gunicorn to answer /health/",
-            )
-            yield base_url
-        finally:
-            stop(process)
+    command = [
+        *(sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"),
+        *("--workers", str(workers), "--threads", str(threads), "--timeout", "120"),
+        *(["--access-logfile", "-"] if access_log else []),
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+    with _running(
+        command,
+        process_env,
+        log_path,
+        lambda process: process.poll() is None and _answers(f"{base_url}/health/"),
+        timeout=60,
+        what="gunicorn to answer /health/",
+    ):
+        yield base_url
+
+
+@contextmanager
+def running_celery_worker(
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    options: Sequence[str] = (),
+    timeout: float = 60,
+    stop_timeout: float = 20,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`celery -A config worker` with one pool process, as production starts it.
+
+    `env` must name at least DATABASE_URL, REDIS_URL and SECRET_KEY; `options` go on its
+    command line (a node name, `-Q` queues). Yields once the worker says it is ready.
+    """
+    command = [
+        *(sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=info"),
+        *("--concurrency=1", "--without-gossip", "--without-mingle", *options),
+    ]
+    with _running(
+        command,
+        {**os.environ, "DEBUG": "0", **env},
+        log_path,
+        lambda _: b" ready." in log_path.read_bytes(),
+        timeout=timeout,
+        what="the worker to start",
+        stop_timeout=stop_timeout,
+    ) as process:
+        yield process
 
 
 def children_of(pid: int) -> list[int]:

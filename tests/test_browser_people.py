@@ -19,6 +19,7 @@ from labeling.services import resolve_labels, submit_answer
 from tests.browser import BROWSER_STORY, log_in, new_page
 from tests.browser import browser as browser  # the shared fixture
 from tests.conftest import make_project
+from tests.test_review import disputed_project
 
 pytestmark = BROWSER_STORY
 
@@ -69,13 +70,7 @@ def test_lead_sees_the_throughput_chart_and_downloads_its_csv(
 def test_reviewer_resolves_a_disagreement_with_one_click(
     live_server: LiveServer, page: Page, alice: User, bob: User, dora: User, rita: User
 ) -> None:
-    project = make_project(
-        alice, (bob, Role.ANNOTATOR), (dora, Role.ANNOTATOR), (rita, Role.REVIEWER), items=3
-    )
-    item = project.items.order_by("pk").first()
-    assert item is not None
-    submit_answer(project, bob, item, resolve_labels(project, ["positive"]))
-    submit_answer(project, dora, item, resolve_labels(project, ["negative"]))
+    project, item = disputed_project(alice, bob, dora, rita, items=3)
 
     log_in(page, live_server, rita)
     page.goto(f"{live_server.url}/projects/{project.pk}/people/")

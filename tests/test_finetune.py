@@ -20,8 +20,8 @@ from modeling.models import FineTuneRun, ModelVersion
 from modeling.promotion import promotion_decision
 from modeling.scheduling import request_finetune
 from modeling.services import finetune as finetune_service
-from tests.conftest import add_items, client_for, label, make_project
-from tests.fixtures import finance_texts, sports_texts, tiny_bert
+from tests.conftest import client_for, label, make_project, make_topics_project, topic_of
+from tests.fixtures import tiny_bert
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,12 @@ def fine_tuning(settings: Any, tmp_path: Path) -> Any:
 
 def labeled_topics(alice: User, bob: User, encoder: Path) -> Project:
     """40 of 60 items answered by Bob; 10 of those are random-control items."""
-    project = make_project(alice, (bob, Role.ANNOTATOR), name="Topics", encoder=str(encoder))
-    project.labels.all().delete()
-    project.set_labels(["sports", "finance"])
-    items = add_items(project, sports_texts(30) + finance_texts(30))
+    project = make_topics_project(alice, (bob, Role.ANNOTATOR), per_topic=30, encoder=str(encoder))
+    items = list(project.items.order_by("pk"))
     answered = items[:20] + items[30:50]
     Item.objects.filter(pk__in=[item.pk for item in answered[::4]]).update(is_random_control=True)
     for item in answered:
-        label(project, bob, item, "sports" if "match" in item.text else "finance")
+        label(project, bob, item, topic_of(item))
     return project
 
 

@@ -18,8 +18,7 @@ from labeling.models import Role
 from modeling.core.checkpoints import CHECKPOINT_NAME, load
 from modeling.models import FineTuneRun, ModelVersion
 from modeling.scheduling import request_finetune
-from tests.conftest import add_items, label, make_project, make_user
-from tests.fixtures import finance_texts, sports_texts
+from tests.conftest import label, make_topics_project, make_user, topic_of
 from tests.worker import running_worker, wait_for
 
 
@@ -43,11 +42,9 @@ def _kill_with_children(pid: int) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_s_fine_tune_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     alice, bob = make_user("alice"), make_user("bob")
-    project = make_project(alice, (bob, Role.ANNOTATOR), name="Topics")
-    project.labels.all().delete()
-    project.set_labels(["sports", "finance"])
-    for item in add_items(project, sports_texts(20) + finance_texts(20)):
-        label(project, bob, item, "sports" if "match" in item.text else "finance")
+    project = make_topics_project(alice, (bob, Role.ANNOTATOR), per_topic=20)
+    for item in project.items.order_by("pk"):
+        label(project, bob, item, topic_of(item))
     checkpoints = tmp_path / "checkpoints"
     env = {
         "SIFT_CHECKPOINT_DIR": str(checkpoints),

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.http import HttpResponse
 from django.urls import reverse
 
 from labeling.models import IMPORTED_USERNAME, Annotation, Item, Project
@@ -163,11 +164,15 @@ def test_create_project_prints_the_new_id(db: None) -> None:
         call_command("create_project", "Spam", "--labels", "a")
 
 
-def test_a_lead_uploads_a_file_and_sees_the_report(project: Project, alice: User) -> None:
-    upload = SimpleUploadedFile("new.csv", b"text,label\nuploaded one,positive\nbad,unknown\n")
+def upload(project: Project, user: User, name: str, content: bytes) -> HttpResponse:
+    """`user` sends a file from the project's import page."""
+    file = SimpleUploadedFile(name, content)
+    return client_for(user).post(reverse("project_import", args=[project.pk]), {"file": file})
 
-    response = client_for(alice).post(
-        reverse("project_import", args=[project.pk]), {"file": upload}
+
+def test_a_lead_uploads_a_file_and_sees_the_report(project: Project, alice: User) -> None:
+    response = upload(
+        project, alice, "new.csv", b"text,label\nuploaded one,positive\nbad,unknown\n"
     )
 
     assert response.status_code == 200
@@ -177,11 +182,7 @@ def test_a_lead_uploads_a_file_and_sees_the_report(project: Project, alice: User
 
 
 def test_a_broken_upload_shows_the_error_and_keeps_nothing(project: Project, alice: User) -> None:
-    upload = SimpleUploadedFile("broken.csv", b'text\nkept?\n"open quote\n')
-
-    response = client_for(alice).post(
-        reverse("project_import", args=[project.pk]), {"file": upload}
-    )
+    response = upload(project, alice, "broken.csv", b'text\nkept?\n"open quote\n')
 
     assert response.status_code == 422
     assert b"Nothing was imported" in response.content
@@ -189,7 +190,6 @@ def test_a_broken_upload_shows_the_error_and_keeps_nothing(project: Project, ali
 
 
 def test_annotators_cannot_import(project: Project, bob: User) -> None:
-    upload = SimpleUploadedFile("new.csv", b"text\nsneaky\n")
-    response = client_for(bob).post(reverse("project_import", args=[project.pk]), {"file": upload})
+    response = upload(project, bob, "new.csv", b"text\nsneaky\n")
     assert response.status_code == 404
     assert not Item.objects.filter(text="sneaky").exists()

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import requests
-from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from django.contrib.auth.models import User
 from django.db import OperationalError, connection
@@ -30,7 +29,7 @@ from django.urls import reverse
 from labeling.models import Annotation, ApiToken, Item, Label, Project, Role
 from tests.conftest import PASSWORD, client_for, make_project, make_user
 from tests.servers import http_session, running_gunicorn
-from tests.worker import database_url_for_processes, wait_for
+from tests.worker import env_for_processes, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,13 +43,9 @@ OVERLAP = 2
 def web(tmp_path: Path) -> Iterator[str]:
     if connection.vendor != "postgresql":
         pytest.skip("production runs gunicorn on PostgreSQL")
-    env = {
-        "DATABASE_URL": database_url_for_processes(),
-        "REDIS_URL": settings.REDIS_URL,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "SIFT_VAR_DIR": str(settings.VAR_DIR),
-    }
-    with running_gunicorn(env, tmp_path / "gunicorn.log", workers=2, threads=8) as base_url:
+    with running_gunicorn(
+        env_for_processes(), tmp_path / "gunicorn.log", workers=2, threads=8
+    ) as base_url:
         yield base_url
 
 

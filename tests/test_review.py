@@ -19,9 +19,12 @@ from modeling.services.training_data import training_set
 from tests.conftest import client_for, label, make_project, topic_of
 
 
-def disputed_project(alice: User, bob: User, dora: User, rita: User) -> tuple[Project, Item]:
+def disputed_project(
+    alice: User, bob: User, dora: User, rita: User, *, items: int = 4
+) -> tuple[Project, Item]:
+    """Alice's project where Bob says positive and Dora negative about the first item."""
     project = make_project(
-        alice, (bob, Role.ANNOTATOR), (dora, Role.ANNOTATOR), (rita, Role.REVIEWER), items=4
+        alice, (bob, Role.ANNOTATOR), (dora, Role.ANNOTATOR), (rita, Role.REVIEWER), items=items
     )
     item = project.items.order_by("pk").first()
     assert item is not None

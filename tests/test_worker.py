@@ -8,27 +8,21 @@ import pytest
 
 from labeling.models import QueueEntry, Role
 from labeling.queue import lease_next_item
-from labeling.services import resolve_labels, submit_answer
 from modeling.models import ModelVersion
-from tests.conftest import add_items, make_project, make_user
-from tests.fixtures import finance_texts, sports_texts
+from tests.conftest import label, make_topics_project, make_user, topic_of
 from tests.worker import running_worker, wait_for
 
 
 @pytest.mark.django_db(transaction=True)
 def test_ten_answers_make_the_worker_retrain_and_reorder_the_queue(tmp_path: Path) -> None:
     alice, bob = make_user("alice"), make_user("bob")
-    project = make_project(alice, (bob, Role.ANNOTATOR), name="Topics")
-    project.labels.all().delete()
-    project.set_labels(["sports", "finance"])
-    add_items(project, sports_texts(15) + finance_texts(15))
+    project = make_topics_project(alice, (bob, Role.ANNOTATOR), per_topic=15)
 
     with running_worker(tmp_path / "worker.log"):
         for _ in range(10):
             item = lease_next_item(project, bob)
             assert item is not None
-            topic = "sports" if "match" in item.text else "finance"
-            submit_answer(project, bob, item, resolve_labels(project, [topic]))
+            label(project, bob, item, topic_of(item))
         wait_for(
             lambda: ModelVersion.objects.filter(project=project).exists(),
             timeout=180,

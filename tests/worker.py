@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,11 +12,9 @@ from django.conf import settings
 from django.db import connection
 
 from config.celery import app
-from tests.servers import stop, wait_for
+from tests.servers import running_celery_worker, wait_for
 
-__all__ = ["database_url_for_processes", "running_worker", "wait_for"]
-
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["database_url_for_processes", "env_for_processes", "running_worker", "wait_for"]
 
 
 def database_url_for_processes() -> str:
@@ -28,6 +24,17 @@ def database_url_for_processes() -> str:
         return f"sqlite:///{db['NAME']}"
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def env_for_processes(**overrides: str) -> dict[str, str]:
+    """What a process started by a test needs to share this run's database, broker and files."""
+    return {
+        "DATABASE_URL": database_url_for_processes(),
+        "REDIS_URL": settings.REDIS_URL,
+        "SIFT_VAR_DIR": str(settings.VAR_DIR),
+        "SECRET_KEY": settings.SECRET_KEY,
+        **overrides,
+    }
 
 
 @contextmanager
@@ -46,40 +53,7 @@ def running_worker(
     if purge:
         app.control.purge()
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_processes(),
-        "REDIS_URL": settings.REDIS_URL,
-        "SIFT_VAR_DIR": str(settings.VAR_DIR),
-        "SECRET_KEY": settings.SECRET_KEY,
-        "DEBUG": "0",
-        **(extra_env or {}),
-    }
+    env = env_for_processes(**(extra_env or {}))
     queue_args = ["-Q", queues] if queues else []
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--loglevel=info",
-                "--concurrency=1",
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                name,
-                *queue_args,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for(lambda: b" ready." in log_path.read_bytes(), 60, "the worker to start")
-            yield process
-        finally:
-            stop(process)
+    with running_celery_worker(env, log_path, options=["-n", name, *queue_args]) as process:
+        yield process

@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from modeling.core.strategies import DEFAULT_STRATEGY
+from tests.fixtures import csv_rows
 
 SUBJECTS = ("The striker", "Our goalkeeper", "The home team", "The coach", "A young winger")
 TOPICS = {
@@ -53,8 +54,7 @@ def write_dataset(path: Path, topics: dict[str, tuple[str, ...]] = TOPICS) -> Pa
 
 
 def accuracies(out: Path) -> list[str]:
-    with (out / "curves.csv").open(newline="") as handle:
-        return [row["accuracy"] for row in csv.DictReader(handle)]
+    return [row["accuracy"] for row in csv_rows(out / "curves.csv")]
 
 
 def simulate(*args: str) -> str:
@@ -70,8 +70,7 @@ def test_it_writes_curves_a_plot_and_a_summary(tmp_path: Path):
     output = simulate("--train", str(train), "--out", str(out), *SMALL_RUN)
 
     assert "Held out 12 of topics.csv" in output
-    with (out / "curves.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = csv_rows(out / "curves.csv")
     assert list(rows[0]) == ["strategy", "repeat", "labels", "accuracy", "macro_f1", "seconds"]
     assert [(row["strategy"], row["labels"]) for row in rows] == [
         (strategy, str(labels))
@@ -98,8 +97,7 @@ def test_with_report_it_also_writes_the_dashboard_figures(tmp_path: Path):
 
     output = simulate("--train", str(train), "--out", str(out), "--report", *SMALL_RUN)
 
-    with (out / "labels_saved.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = csv_rows(out / "labels_saved.csv")
     assert [(row["strategy"], row["labels"]) for row in rows] == [
         (DEFAULT_STRATEGY, str(labels)) for labels in (6, 12, 18, 24)
     ]
@@ -174,8 +172,7 @@ def test_it_fine_tunes_the_transformer_round_after_round(tmp_path: Path):
     )  # fmt: skip
 
     assert "random, repeat 1/1" in output
-    with (tmp_path / "out" / "curves.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = csv_rows(tmp_path / "out" / "curves.csv")
     assert [row["labels"] for row in rows] == ["6", "12"]
     assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)
 

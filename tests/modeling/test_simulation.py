@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -25,20 +27,17 @@ def overlapping_blobs(n: int, seed: int):
     return X.astype(np.float32), y, n_classes
 
 
-def test_a_curve_has_one_point_per_round_up_to_the_budget():
-    X, y, n_classes = overlapping_blobs(600, seed=0)
+def simulate_on_blobs(
+    n: int, data_seed: int, pool: int, strategy: str, **options: Any
+) -> list[CurvePoint]:
+    """`run_simulation` over `overlapping_blobs(n)`: the first `pool` items to label, the rest
+    the test set."""
+    X, y, n_classes = overlapping_blobs(n, seed=data_seed)
+    return run_simulation(X[:pool], y[:pool], X[pool:], y[pool:], n_classes, strategy, **options)
 
-    curve = run_simulation(
-        X[:400],
-        y[:400],
-        X[400:],
-        y[400:],
-        n_classes,
-        "margin",
-        seed_size=20,
-        batch_size=30,
-        budget=100,
-    )
+
+def test_a_curve_has_one_point_per_round_up_to_the_budget():
+    curve = simulate_on_blobs(600, 0, 400, "margin", seed_size=20, batch_size=30, budget=100)
 
     assert [point.labels for point in curve] == [20, 50, 80, 100]
     assert all(0.0 <= point.accuracy <= 1.0 for point in curve)
@@ -47,19 +46,8 @@ def test_a_curve_has_one_point_per_round_up_to_the_budget():
 
 
 def test_the_same_seed_gives_the_same_curve():
-    X, y, n_classes = overlapping_blobs(600, seed=0)
-
     def accuracies(seed: int) -> list[float]:
-        curve = run_simulation(
-            X[:400],
-            y[:400],
-            X[400:],
-            y[400:],
-            n_classes,
-            "uncertain_diverse",
-            budget=100,
-            seed=seed,
-        )
+        curve = simulate_on_blobs(600, 0, 400, "uncertain_diverse", budget=100, seed=seed)
         return [point.accuracy for point in curve]
 
     assert accuracies(3) == accuracies(3)
@@ -68,13 +56,8 @@ def test_the_same_seed_gives_the_same_curve():
 def test_the_default_strategy_learns_faster_than_random():
     curves: dict[str, list[list[CurvePoint]]] = {"random": [], "uncertain_diverse": []}
     for seed in range(3):
-        X, y, n_classes = overlapping_blobs(4000, seed=seed)
         for name in curves:
-            curves[name].append(
-                run_simulation(
-                    X[:3000], y[:3000], X[3000:], y[3000:], n_classes, name, budget=300, seed=seed
-                )
-            )
+            curves[name].append(simulate_on_blobs(4000, seed, 3000, name, budget=300, seed=seed))
 
     summary = summarize(curves)
 

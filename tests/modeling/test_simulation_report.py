@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from modeling.core.labels_saved import labels_to_reach
 from modeling.core.simulation import CurvePoint
 from modeling.core.simulation_report import mean_curve, true_labels_saved, write_report
+from tests.fixtures import csv_rows
 
 
 def curve(*points: tuple[int, float]) -> list[CurvePoint]:
@@ -58,18 +58,14 @@ def test_the_report_files(tmp_path: Path) -> None:
     written = write_report(tmp_path, {"random": RANDOM, "active": ACTIVE}, title="toy")
 
     assert written == ["labels_saved.csv", "labels_saved.png", "compute.csv", "report.json"]
-    with (tmp_path / "labels_saved.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert rows[1] == {
+    assert csv_rows(tmp_path / "labels_saved.csv")[1] == {
         "strategy": "active",
         "labels": "50",
         "accuracy": "0.800000",
         "random_labels": "100.0",
         "labels_saved": "50.0",
     }
-    with (tmp_path / "compute.csv").open(newline="") as handle:
-        compute = list(csv.DictReader(handle))
-    assert compute[0] == {
+    assert csv_rows(tmp_path / "compute.csv")[0] == {
         "strategy": "random",
         "repeats": "2",
         "rounds": "8",
