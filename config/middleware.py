@@ -1,8 +1,9 @@
-"""Clear answers for requests the views cannot serve: a lost database, a body over the limit."""
+"""Request-wide concerns: a lost database, a big body, private pages and idle sessions."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -14,6 +15,11 @@ from django.template.loader import render_to_string
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+# An active session is saved again, moving its expiry on, at most this often.
+SESSION_REFRESH_SECONDS = 300
+SESSION_SAVED_AT = "sift_saved_at"
+# Seconds since the epoch; tests replace it to step past a refresh.
+_clock: Callable[[], float] = time.time
 
 
 class DatabaseUnavailableMiddleware:
@@ -68,3 +74,50 @@ class RequestTooLargeMiddleware:
         if request.path.startswith("/api/"):
             return JsonResponse({"detail": message}, status=413)
         return HttpResponse(message, content_type="text/plain; charset=utf-8", status=413)
+
+
+class NoStoreMiddleware:
+    """Pages of a logged-in user and every API answer carry `Cache-Control: no-store`.
+
+    Neither the browser nor a proxy then keeps a copy of items, labels or exports for the next
+    person at the machine. Logged in means carrying a session cookie: asking for the user could
+    read the database, and a 503 for a lost database must stay a 503. A view that set its own
+    Cache-Control keeps it; static files are public and stay cacheable.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.has_header("Cache-Control") or request.path.startswith(settings.STATIC_URL):
+            return response
+        if request.path.startswith("/api/") or settings.SESSION_COOKIE_NAME in request.COOKIES:
+            response["Cache-Control"] = "no-store"
+        return response
+
+
+class SessionRefreshMiddleware:
+    """A session ends SESSION_COOKIE_AGE after its last request, give or take five minutes.
+
+    Django moves a session's expiry on whenever it saves it. Saving on every request
+    (SESSION_SAVE_EVERY_REQUEST) would write to the database on every click and poll; here a
+    request saves the session only when SESSION_REFRESH_SECONDS have passed since its last
+    save (stamped at log-in), so an idle session expires and an active one lives on.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        session = request.session
+        if not session.accessed or session.is_empty() or response.status_code >= 500:
+            return response
+        now = int(_clock())
+        saved_at = session.get(SESSION_SAVED_AT)
+        # A session saved anyway (a log-in) takes its first stamp; others wait for it.
+        due = session.modified if saved_at is None else now - saved_at >= SESSION_REFRESH_SECONDS
+        if due:
+            session[SESSION_SAVED_AT] = now
+        return response

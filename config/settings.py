@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_float, env_int, env_list, env_str
@@ -35,6 +36,26 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SIFT_HSTS_INCLUDE_SUBDOMAINS", True)
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Browsers run only Sift's own scripts and styles: no inline script, no eval, nothing from another
+# host (htmx and ReDoc are served from here). Inline style attributes stay allowed: the server
+# writes progress-bar widths and label colours into them, and they cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# A session ends after SIFT_SESSION_HOURS without a request (config.middleware's
+# SessionRefreshMiddleware moves an active one's expiry on, writing at most every 5 minutes).
+# Pages poll only while there is something to watch, so an idle open tab lets it expire.
+SESSION_COOKIE_AGE = env_int("SIFT_SESSION_HOURS", 12, minimum=1) * 3600
 SILENCED_SYSTEM_CHECKS = [
     # W008: the proxy that terminates TLS redirects http to https; redirecting here as well,
     # behind a proxy that does not send X-Forwarded-Proto, would loop forever. Opt in with
@@ -56,17 +77,21 @@ INSTALLED_APPS = [
     "template_partials",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "labeling",
     "modeling",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.NoStoreMiddleware",
+    "config.middleware.SessionRefreshMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -152,6 +177,13 @@ SIFT_LEASE_SECONDS = env_int("SIFT_LEASE_SECONDS", 600, minimum=10)
 SIFT_EXPORT_SYNC_LIMIT = env_int("SIFT_EXPORT_SYNC_LIMIT", 200_000, minimum=0)
 # What a device-hour of training costs, for the cost column of the model report.
 SIFT_PRICE_PER_DEVICE_HOUR = env_float("SIFT_PRICE_PER_DEVICE_HOUR", 0.0, minimum=0.0)
+# Webhooks go to public addresses only. A deployment whose receivers live on its own private
+# network (10/8, 172.16/12, 192.168/16, fc00::/7) may allow those; loopback, link-local and
+# cloud metadata addresses stay refused whatever this says.
+SIFT_WEBHOOK_ALLOW_PRIVATE = env_bool("SIFT_WEBHOOK_ALLOW_PRIVATE", False)
+# For tests and local development only: webhooks to this very machine (127.0.0.1, ::1). Never
+# honoured with DEBUG off, so no production deployment can turn it on by mistake.
+SIFT_WEBHOOK_ALLOW_LOOPBACK = DEBUG and env_bool("SIFT_WEBHOOK_ALLOW_LOOPBACK", False)
 
 # Celery: Redis when REDIS_URL is set; otherwise an embedded file-system broker that needs no
 # server, so `make run` works on a bare machine with a real worker process.
@@ -190,10 +222,12 @@ else:
             "LOCATION": str(VAR_DIR / "django-cache"),
         }
     }
-# Failed log-ins per username and address, and API tokens created per user or unknown tokens
-# sent per address, within each window; beyond that Sift answers 429 with Retry-After.
+# Failed log-ins per username and address and per address across usernames, and API tokens
+# created per user or unknown tokens sent per address, within each window; beyond that Sift
+# answers 429 with Retry-After.
 SIFT_RATE_LIMIT_WINDOW = env_int("SIFT_RATE_LIMIT_WINDOW", 300, minimum=1)
 SIFT_LOGIN_ATTEMPTS = env_int("SIFT_LOGIN_ATTEMPTS", 10, minimum=1)
+SIFT_LOGIN_ADDRESS_ATTEMPTS = env_int("SIFT_LOGIN_ADDRESS_ATTEMPTS", 20, minimum=1)
 SIFT_TOKEN_ATTEMPTS = env_int("SIFT_TOKEN_ATTEMPTS", 20, minimum=1)
 # Behind a proxy every request comes from the proxy's address; trust the address it appends
 # to X-Forwarded-For only when the proxy always sets that header.
@@ -252,7 +286,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "labeling.api.pagination.IdCursorPagination",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Sift API", "VERSION": "1.0.0"}
+# ReDoc comes from the drf-spectacular-sidecar package, served as a static file like htmx.
+SPECTACULAR_SETTINGS = {"TITLE": "Sift API", "VERSION": "1.0.0", "REDOC_DIST": "SIDECAR"}
 
 LOG_FORMAT = env_str("LOG_FORMAT", "plain")
 if LOG_FORMAT not in {"plain", "json"}:

@@ -1,8 +1,9 @@
 """Counting attempts per client in Django's cache, so password and token guessing stalls.
 
 Counters live in the cache (Redis in production, files under SIFT_VAR_DIR otherwise), so every
-web process sees the same counts. When the cache cannot be reached the limits are not enforced:
-logging in must not depend on Redis being up.
+web process sees the same counts. An attempt is counted before it is acted on (Redis INCR), so
+concurrent requests cannot all slip in under the limit. When the cache cannot be reached the
+limits are not enforced: logging in must not depend on Redis being up.
 """
 
 from __future__ import annotations
@@ -34,36 +35,38 @@ class RateLimit:
     attempts: int
     window: int
 
-    def retry_after(self, key: str) -> int | None:
-        """Seconds until the key may try again, or None while it is under the limit."""
+    def attempt(self, key: str) -> int | None:
+        """Count an event before acting on it; the seconds to wait when it is over the limit.
+
+        The count goes up first and the answer comes from its new value, so of many concurrent
+        requests each sees a count of its own and no more than `attempts` get through.
+        """
         now = _clock()
-        try:
-            count = cache.get(self._cache_key(key, now), 0)
-        except _CACHE_DOWN as exc:
-            log.warning("Rate limit %s not checked, the cache is unreachable: %s", self.scope, exc)
-            return None
-        if count < self.attempts:
+        count = self._increment(self._cache_key(key, now))
+        if count is None or count <= self.attempts:
             return None
         return max(1, math.ceil(self.window - now % self.window))
 
-    def hit(self, key: str) -> None:
-        """Count one event for the key in the current window."""
-        cache_key = self._cache_key(key, _clock())
+    def refund(self, key: str) -> None:
+        """Take back one event counted in the current window: it turned out not to count."""
         try:
-            # add() then incr() is atomic on Redis; the file cache may miss a concurrent hit.
+            cache.decr(self._cache_key(key, _clock()))
+        except ValueError:  # the counter expired meanwhile; nothing to take back
+            pass
+        except _CACHE_DOWN as exc:
+            log.warning("Rate limit %s not refunded, the cache is unreachable: %s", self.scope, exc)
+
+    def _increment(self, cache_key: str) -> int | None:
+        try:
+            # add() then incr() is atomic on Redis (INCR); the file cache may miss a concurrent hit.
             cache.add(cache_key, 0, timeout=self.window + 1)
-            cache.incr(cache_key)
+            return cache.incr(cache_key)
         except ValueError:  # the counter expired between add() and incr()
             cache.set(cache_key, 1, timeout=self.window + 1)
+            return 1
         except _CACHE_DOWN as exc:
             log.warning("Rate limit %s not counted, the cache is unreachable: %s", self.scope, exc)
-
-    def attempt(self, key: str) -> int | None:
-        """Count an event unless the key is over the limit; then return the seconds to wait."""
-        wait = self.retry_after(key)
-        if wait is None:
-            self.hit(key)
-        return wait
+            return None
 
     def _cache_key(self, key: str, now: float) -> str:
         # Hashed: usernames and addresses stay out of the cache, and any character is safe.
@@ -74,6 +77,43 @@ class RateLimit:
 def login_limit() -> RateLimit:
     """Failed log-ins for one username from one address."""
     return RateLimit("login", settings.SIFT_LOGIN_ATTEMPTS, settings.SIFT_RATE_LIMIT_WINDOW)
+
+
+def login_address_limit() -> RateLimit:
+    """Failed log-ins from one address, whatever the username: spraying many accounts."""
+    return RateLimit(
+        "login-address", settings.SIFT_LOGIN_ADDRESS_ATTEMPTS, settings.SIFT_RATE_LIMIT_WINDOW
+    )
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """One password tried: counted for its address, and for its username from that address."""
+
+    address: str
+    username: str
+
+    @classmethod
+    def of(cls, request: HttpRequest) -> LoginAttempt:
+        username = str(request.POST.get("username", "")).strip().lower()
+        return cls(client_ip(request), username)
+
+    def start(self) -> int | None:
+        """Count the attempt before its password is checked; the seconds to wait when over."""
+        # Both counters go up, even when the first is already over its limit.
+        waits = [limit.attempt(key) for limit, key in self._counters()]
+        return max((wait for wait in waits if wait is not None), default=None)
+
+    def succeeded(self) -> None:
+        """The right password is not a failure: take its count back."""
+        for limit, key in self._counters():
+            limit.refund(key)
+
+    def _counters(self) -> list[tuple[RateLimit, str]]:
+        return [
+            (login_limit(), f"{self.address} {self.username}"),
+            (login_address_limit(), self.address),
+        ]
 
 
 def token_creation_limit() -> RateLimit:

@@ -111,6 +111,46 @@ def test_no_operation_answers_with_a_server_error(
     )
 
 
+WEBHOOKS = "/api/v1/projects/{project_pk}/webhooks/"
+WEBHOOK = "/api/v1/projects/{project_pk}/webhooks/{id}/"
+
+
+def test_the_fuzzer_reaches_the_webhook_writes() -> None:
+    """Saving a webhook resolves and checks its URL (tests/test_security.py), so creating and
+    changing one must stay among the operations fuzzed above."""
+    fuzzed = {(op.method.upper(), op.path) for op in (r.ok() for r in schema.get_all_operations())}
+
+    assert {("POST", WEBHOOKS), ("PUT", WEBHOOK), ("PATCH", WEBHOOK)} <= fuzzed
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "url"),
+    [
+        ("POST", WEBHOOKS, "http://127.0.0.1:5432/"),
+        ("PUT", WEBHOOK, "http://169.254.169.254/latest/meta-data/"),
+        ("PATCH", WEBHOOK, "http://[::1]:6379/"),
+        ("PATCH", WEBHOOK, "http://10.0.0.5/hook"),
+    ],
+)
+def test_an_internal_receiver_url_is_refused_with_a_client_error(
+    lead: Lead, method: str, path: str, url: str
+) -> None:
+    case = schema[path][method].Case(
+        path_parameters={"project_pk": 0, "id": 0} if "{id}" in path else {"project_pk": 0},
+        body={"url": url, "events": ["export.ready"]},
+        media_type="application/json",
+    )
+    aim_at_real_objects(case, lead)
+
+    response = case.call_and_validate(
+        headers={"Authorization": f"Token {lead.key}"},
+        checks=[schemathesis.checks.not_a_server_error],
+    )
+
+    assert response.status_code == 400
+    assert "public addresses only" in response.json()["url"][0]
+
+
 FORM_NULL_SETTINGS = (
     b'--B\r\nContent-Disposition: form-data; name="settings"\r\n\r\nnull\r\n--B--\r\n',
     "multipart/form-data; boundary=B",

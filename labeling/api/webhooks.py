@@ -14,11 +14,16 @@ from rest_framework.response import Response
 from labeling.api.permissions import IsLead
 from labeling.api.views import ProjectScoped
 from labeling.models import Webhook
-from labeling.webhook_delivery import new_secret
+from labeling.webhook_delivery import UnsafeURL, new_secret, refuse_unsafe_url
 
 
 class WebhookSerializer(serializers.ModelSerializer):
-    url = serializers.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
+    url = serializers.URLField(
+        max_length=500,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="An http(s) URL on a public host; loopback, private, link-local and cloud "
+        "metadata addresses are refused.",
+    )
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=Webhook.Event.choices),
         allow_empty=False,
@@ -29,6 +34,14 @@ class WebhookSerializer(serializers.ModelSerializer):
         model = Webhook
         fields = ["id", "url", "events", "active", "last_status", "last_delivery_at", "created_at"]
         read_only_fields = ["id", "last_status", "last_delivery_at", "created_at"]
+
+    def validate_url(self, url: str) -> str:
+        # Deliveries check again, since what a name resolves to may change after this.
+        try:
+            refuse_unsafe_url(url)
+        except UnsafeURL as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return url
 
     def validate_events(self, events: list[str]) -> list[str]:
         return list(dict.fromkeys(events))

@@ -6,7 +6,6 @@ made; Parquet is written to a file in row groups.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,6 +16,7 @@ from typing import IO, Any
 from django.utils import timezone
 from django.utils.text import slugify
 
+from labeling.csv_safety import SafeCsvWriter
 from labeling.exports.rows import COLUMNS
 from labeling.models import Project
 from labeling.parsers import MULTI_LABEL_SEPARATOR
@@ -43,10 +43,11 @@ def jsonl_blocks(rows: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:
 
 
 def csv_blocks(rows: Iterable[Mapping[str, Any]], with_answers: bool) -> Iterator[bytes]:
-    """The rows as CSV with a header; lists joined with "|", objects as JSON."""
+    """The rows as CSV with a header; lists joined with "|", objects as JSON, text that a
+    spreadsheet would run as a formula behind a `'` (labeling/csv_safety.py)."""
     columns = [*COLUMNS, "answers"] if with_answers else COLUMNS
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeCsvWriter(buffer)
 
     def lines() -> Iterator[str]:
         writer.writerow(columns)

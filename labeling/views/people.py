@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -13,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from labeling.access import OVERSEERS, AuthedRequest, project_for
+from labeling.csv_safety import SafeCsvWriter
 from labeling.forms import RulingForm
 from labeling.models import Item
 from labeling.people import (
@@ -73,5 +72,5 @@ def throughput_csv(request: AuthedRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id, OVERSEERS)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="throughput-{project.pk}.csv"'
-    csv.writer(response).writerows(throughput(project).csv_rows())
+    SafeCsvWriter(response).writerows(throughput(project).csv_rows())
     return response

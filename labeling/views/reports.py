@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
 from labeling.access import LEADS, AuthedRequest, project_for
+from labeling.csv_safety import SafeCsvWriter
 from labeling.reports import (
     compute_csv_rows,
     compute_totals,
@@ -65,5 +64,5 @@ def model_report_csv(request: AuthedRequest, project_id: int, table: str) -> Htt
         raise Http404("No such table.")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{table}-{project.pk}.csv"'
-    csv.writer(response).writerows(rows)
+    SafeCsvWriter(response).writerows(rows)
     return response
