@@ -256,6 +256,11 @@ SIFT_FINETUNE_EPOCHS = env_int("SIFT_FINETUNE_EPOCHS", 3, minimum=1)
 SIFT_FINETUNE_MAX_LENGTH = env_int("SIFT_FINETUNE_MAX_LENGTH", 128, minimum=8)
 SIFT_FINETUNE_BATCH_SIZE = env_int("SIFT_FINETUNE_BATCH_SIZE", 16, minimum=1)
 SIFT_FINETUNE_CHECKPOINT_STEPS = env_int("SIFT_FINETUNE_CHECKPOINT_STEPS", 50, minimum=1)
+# Projects fine-tune by themselves as their labels grow (their finetune_growth setting); off
+# here, only when a lead or a script asks.
+SIFT_AUTO_FINETUNE = env_bool("SIFT_AUTO_FINETUNE", True)
+# Optimizer steps a fine-tune takes at least, whatever the epochs (FineTuneConfig.min_steps).
+SIFT_FINETUNE_MIN_STEPS = env_int("SIFT_FINETUNE_MIN_STEPS", 40, minimum=0)
 CELERY_TASK_ROUTES = {
     "modeling.tasks.refresh_model": {"queue": SIFT_TRAINING_QUEUE},
     # Sent by each worker as it (re)connects; a worker that trains must be the one to read it.

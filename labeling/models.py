@@ -119,6 +119,17 @@ class Project(models.Model):
         "label, but its evaluation is optimistic, as it is tested on items it has seen; "
         "left off, the evaluation is honest and those labels do not teach the model.",
     )
+    finetune_growth = models.FloatField(
+        default=0.2,
+        validators=[MinValueValidator(0.0), MaxValueValidator(10.0)],
+        help_text="Fine-tune the transformer by itself once the labels grew by this share "
+        "since the last fine-tune (0.2: 20% more); 0 fine-tunes only when asked.",
+    )
+    finetune_min_labels = models.PositiveIntegerField(
+        default=50,
+        validators=[MinValueValidator(1, "Fine-tune after at least one new label.")],
+        help_text="...and by at least this many labels (the first fine-tune waits for as many).",
+    )
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         django_settings.AUTH_USER_MODEL,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -111,6 +113,61 @@ class ModelVersion(models.Model):
         return metrics
 
 
+FINETUNE_MODEL = "modeling.tasks.finetune_model"
+
+
+class FineTuneRunManager(models.Manager["FineTuneRun"]):
+    def active(self, project: Project) -> FineTuneRun | None:
+        """The project's queued or running fine-tune, if any."""
+        return self.filter(project=project, status__in=FineTuneRun.ACTIVE).first()
+
+    def request(self, project: Project, user: User | None = None) -> FineTuneRun | None:
+        """Queue a fine-tune of the project's transformer; None when one is already under way
+        (one run at a time: what it misses, the next one due takes)."""
+        with transaction.atomic():
+            ModelState.objects.locked(project)
+            if self.active(project) is not None:
+                return None
+            run = self.create(project=project, task_id=str(uuid.uuid4()), requested_by=user)
+            transaction.on_commit(partial(self._send, run))
+        return run
+
+    def request_if_due(self, project: Project, labels: int) -> FineTuneRun | None:
+        """Queue a fine-tune when the labels grew enough since the last one (the project's
+        `finetune_growth` and `finetune_min_labels`); called by the workers after each model."""
+        if not settings.SIFT_AUTO_FINETUNE:
+            return None
+        last = self.filter(project=project).exclude(snapshot_at=None).first()
+        if not finetune_due(
+            labels,
+            len(last.item_ids) if last is not None else 0,
+            project.finetune_growth,
+            project.finetune_min_labels,
+        ):
+            return None
+        return self.request(project)
+
+    def _send(self, run: FineTuneRun) -> None:
+        enqueue(
+            FINETUNE_MODEL,
+            run.project_id,
+            task_id=run.task_id,
+            on_broker_down=lambda exc: self.filter(pk=run.pk).update(
+                status=FineTuneRun.Status.FAILED,
+                last_error=broker_down_message(exc),
+                finished_at=timezone.now(),
+            ),
+        )
+
+
+def finetune_due(labels: int, labels_last_time: int, growth: float, at_least: int) -> bool:
+    """The automatic fine-tune rule: ``growth`` more labels than last time (0 turns it off),
+    and at least ``at_least`` more (the first one once there are that many)."""
+    if growth <= 0:
+        return False
+    return labels - labels_last_time >= at_least and labels >= labels_last_time * (1 + growth)
+
+
 class FineTuneRun(models.Model):
     """One fine-tuning job: its claim by a worker, its progress, and where it checkpoints."""
 
@@ -148,6 +205,8 @@ class FineTuneRun(models.Model):
     version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = FineTuneRunManager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -6,19 +6,17 @@ code, nor torch.
 
 from __future__ import annotations
 
-import uuid
 from functools import partial
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from config.celery import broker_down_message, enqueue
+from config.celery import enqueue
 from labeling.models import Annotation, Project
 from modeling.models import FineTuneRun, ModelState, ModelVersion
 from modeling.promotion import announce_promotion, mark_forced
 
-FINETUNE_MODEL = "modeling.tasks.finetune_model"
 RESCORE_POOL = "modeling.tasks.rescore_pool"
 
 
@@ -64,33 +62,16 @@ def retrain_if_due(project: Project) -> bool:
 
 def active_finetune(project: Project) -> FineTuneRun | None:
     """The project's queued or running fine-tune, if any."""
-    return project.finetune_runs.filter(status__in=FineTuneRun.ACTIVE).first()
+    return FineTuneRun.objects.active(project)
 
 
 def request_finetune(project: Project, user: User | None = None) -> FineTuneRun | None:
-    """Queue a fine-tune of the project's transformer; None when one is already under way."""
-    with transaction.atomic():
-        ModelState.objects.locked(project)
-        if active_finetune(project) is not None:
-            return None
-        run = FineTuneRun.objects.create(
-            project=project, task_id=str(uuid.uuid4()), requested_by=user
-        )
-        transaction.on_commit(partial(_send_finetune, run))
-    return run
+    """Queue a fine-tune of the project's transformer now; None when one is already under way.
 
-
-def _send_finetune(run: FineTuneRun) -> None:
-    enqueue(
-        FINETUNE_MODEL,
-        run.project_id,
-        task_id=run.task_id,
-        on_broker_down=lambda exc: FineTuneRun.objects.filter(pk=run.pk).update(
-            status=FineTuneRun.Status.FAILED,
-            last_error=broker_down_message(exc),
-            finished_at=timezone.now(),
-        ),
-    )
+    Projects also fine-tune by themselves as their labels grow (FineTuneRun.objects
+    .request_if_due, called by the workers).
+    """
+    return FineTuneRun.objects.request(project, user)
 
 
 def cancel_finetune(project: Project) -> bool:

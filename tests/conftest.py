@@ -37,6 +37,13 @@ def no_random_controls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_automatic_finetunes(settings: Any) -> None:
+    # A project fine-tunes by itself at 50 labels; the stories about that turn it back on
+    # (tests/test_auto_finetune.py), the others would otherwise train MiniLM on the side.
+    settings.SIFT_AUTO_FINETUNE = False
+
+
+@pytest.fixture(autouse=True)
 def no_kept_random_curves(monkeypatch: pytest.MonkeyPatch) -> None:
     # Retrains keep random sampling's measured curve per project; each story starts with none.
     monkeypatch.setattr("modeling.services.version_metrics._measured_curves", {})

@@ -12,8 +12,8 @@ import grimp
 from config.celery import app
 from labeling.exports.jobs import RUN_EXPORT
 from labeling.webhooks import DELIVER_WEBHOOK
-from modeling.models import REFRESH_MODEL
-from modeling.scheduling import FINETUNE_MODEL, RESCORE_POOL
+from modeling.models import FINETUNE_MODEL, REFRESH_MODEL
+from modeling.scheduling import RESCORE_POOL
 
 
 def import_cycles(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]]:

@@ -55,6 +55,7 @@ def test_a_killed_worker_s_fine_tune_resumes_from_its_last_checkpoint(tmp_path: 
         "SIFT_FINETUNE_BATCH_SIZE": "4",
         "SIFT_FINETUNE_MAX_LENGTH": "32",
         "SIFT_FINETUNE_CHECKPOINT_STEPS": "2",
+        "SIFT_FINETUNE_MIN_STEPS": "0",
         # Redis hands an unacknowledged task to another worker after this many seconds.
         "SIFT_BROKER_VISIBILITY_TIMEOUT": "5",
         "OMP_NUM_THREADS": "1",

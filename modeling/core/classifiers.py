@@ -16,6 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 FloatArray = npt.NDArray[np.floating]
+# How far below the other classes' scores a class without examples sits in `linear_layer`.
+ABSENT_CLASS_MARGIN = 30.0
 
 
 class Classifier(ABC):
@@ -83,6 +85,7 @@ class HeadClassifier(Classifier):
         self._intercept: npt.NDArray[np.float64] | None = None
         self._columns: npt.NDArray[np.intp] | None = None
         self._prior: npt.NDArray[np.float64] | None = None
+        self._width = 0
 
     def fit(self, X: FloatArray, y: npt.NDArray[np.integer]) -> HeadClassifier:
         """Fit on embeddings ``X`` ``(n, d)``; see the class docstring for the shape of ``y``."""
@@ -92,6 +95,7 @@ class HeadClassifier(Classifier):
             raise ValueError("cannot fit a classifier on zero examples")
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        self._width = X.shape[1]
         # lbfgs on a 1000 x 384 problem is ~10x slower when BLAS threads compete for the
         # cores (measured: 340 ms against 32 ms on 2 cores); one thread is plenty here.
         with threadpool_limits(limits=1, user_api="blas"):
@@ -119,6 +123,31 @@ class HeadClassifier(Classifier):
         probabilities += self.smoothing
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         return probabilities
+
+    def linear_layer(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Weights ``(n_classes, d)`` and biases ``(n_classes,)`` of one linear layer whose
+        softmax (sigmoid for multi-label) gives this head's probabilities, before smoothing.
+
+        This is the head as a layer on top of the encoder's pooled embedding: fine-tuning
+        starts from it (LP-FT), so its first step predicts what the head predicts. A class
+        with no examples yet gets a bias far below the others (probability ~e^-30); a label
+        the multi-label head cannot learn yet gets its prior as a constant.
+        """
+        if self._prior is None:
+            raise RuntimeError("HeadClassifier.linear_layer called before fit")
+        weights = np.zeros((self.n_classes, self._width))
+        if self.multi_label:
+            prior = np.clip(self._prior, 1e-6, 1 - 1e-6)
+            biases = np.log(prior / (1 - prior))
+        else:
+            biases = np.where(self._prior > 0, 0.0, -ABSENT_CLASS_MARGIN)
+        if self._coef is not None and self._intercept is not None and self._columns is not None:
+            weights[self._columns] = self._coef
+            biases[self._columns] = self._intercept
+            if not self.multi_label:
+                absent = np.setdiff1d(np.arange(self.n_classes), self._columns)
+                biases[absent] = self._intercept.min() - ABSENT_CLASS_MARGIN
+        return weights, biases
 
     def _fit_single_label(self, X: FloatArray, y: npt.NDArray[np.integer]) -> None:
         if y.ndim != 1 or y.min() < 0 or y.max() >= self.n_classes:

@@ -119,7 +119,7 @@ class TextEncoder:
                 batch = order[start : start + batch_size]
                 input_ids, attention_mask = self._pad([token_ids[i] for i in batch])
                 output = self.model(input_ids=input_ids, attention_mask=attention_mask)
-                pooled = _mean_pool(output.last_hidden_state, attention_mask)
+                pooled = mean_pool(output.last_hidden_state, attention_mask)
                 embeddings[batch] = pooled.cpu().numpy()
                 done += len(batch)
                 if progress is not None:
@@ -142,7 +142,7 @@ class TextEncoder:
         return torch.autocast(device_type=self.device.type, enabled=False)
 
 
-def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Average token vectors over the attention mask, then L2-normalize (in fp32)."""
     mask = attention_mask.unsqueeze(-1).to(torch.float32)
     summed = (hidden.to(torch.float32) * mask).sum(dim=1)

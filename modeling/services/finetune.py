@@ -63,6 +63,7 @@ def finetune_config() -> FineTuneConfig:
         max_length=settings.SIFT_FINETUNE_MAX_LENGTH,
         batch_size=settings.SIFT_FINETUNE_BATCH_SIZE,
         checkpoint_every_steps=settings.SIFT_FINETUNE_CHECKPOINT_STEPS,
+        min_steps=settings.SIFT_FINETUNE_MIN_STEPS,
         device=settings.SIFT_TRAINING_DEVICE,
     )
 
@@ -93,6 +94,7 @@ def finetune(project_id: int, task_id: str) -> ModelVersion | None:
             if version.promoted:
                 rescore_pool(project.pk, version.number)
             _finish(run, FineTuneRun.Status.DONE)
+            _follow_up(project)
             return version
         except TrainingCancelled:
             _finish(run, FineTuneRun.Status.CANCELLED)
@@ -141,6 +143,14 @@ def _claim(project: Project, task_id: str) -> FineTuneRun | None:
                 run.save()
                 return run
         time.sleep(HEARTBEAT_SECONDS)
+
+
+def _follow_up(project: Project) -> None:
+    """Labels that came in during the run, if enough, make the next fine-tune (merged: one
+    run for however many retrains asked while this one trained)."""
+    head = project.model_versions.filter(kind="head").first()
+    if head is not None:
+        FineTuneRun.objects.request_if_due(project, head.labels_used)
 
 
 def _alive(run: FineTuneRun) -> bool:

@@ -15,7 +15,7 @@ from labeling.models import Project
 from modeling.core.classifiers import HeadClassifier
 from modeling.core.stopping import mean_uncertainty
 from modeling.metrics import VersionMetrics
-from modeling.models import ModelState, ModelVersion, Phase
+from modeling.models import FineTuneRun, ModelState, ModelVersion, Phase
 from modeling.services import version_metrics
 from modeling.services.embeddings import encoder_name, ensure_embeddings
 from modeling.services.heartbeat import Heartbeat
@@ -94,7 +94,7 @@ def _refresh(project: Project) -> ModelVersion | None:
     metrics["pool_uncertainty"] = mean_uncertainty(probabilities, multi_label=project.multi_label)
     ranked = rank_queue(project, labels, ids, vectors, pool, probabilities, training, rng)
     score_seconds = time.perf_counter() - started
-    return write_head_version(
+    version = write_head_version(
         project,
         ids,
         ranked.order,
@@ -114,3 +114,6 @@ def _refresh(project: Project) -> ModelVersion | None:
         labels,
         snapshot_at,
     )
+    if version is not None:
+        FineTuneRun.objects.request_if_due(project, version.labels_used)
+    return version

@@ -40,6 +40,7 @@ FAST = FineTuneConfig(
     head_learning_rate=5e-3,
     checkpoint_every_steps=2,
     device="cpu",
+    min_steps=0,  # these stories count epochs; tests/modeling/test_lp_ft.py has the floor
 )
 
 

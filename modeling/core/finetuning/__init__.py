@@ -41,10 +41,12 @@ from modeling.core.finetuning.data import (
 )
 from modeling.core.finetuning.loop import SmokeStepFailed, TrainingResult, train
 from modeling.core.finetuning.model import (
+    MeanPooledClassifier,
     StateDict,
     evaluate_loss,
     load_classifier_model,
     mc_dropout_probabilities,
+    pooled_embeddings,
     predict_logits,
 )
 
@@ -55,6 +57,7 @@ __all__ = [
     "Examples",
     "FineTuneConfig",
     "FineTunedClassifier",
+    "MeanPooledClassifier",
     "Precision",
     "ProgressCallback",
     "SmokeStepFailed",
@@ -70,6 +73,7 @@ __all__ = [
     "load_classifier_model",
     "mc_dropout_probabilities",
     "padding_fraction",
+    "pooled_embeddings",
     "predict_logits",
     "resolve_device",
     "resolve_precision",

@@ -45,13 +45,20 @@ class Callback:
 
 
 class EarlyStopping(Callback):
-    """Stop once the validation loss has not improved for ``patience`` evaluations."""
+    """Stop once the validation loss has not improved for ``patience`` evaluations, but never
+    before ``min_steps`` optimizer steps: with few labels an epoch is one or two steps, and a
+    loss that rises for two of them says nothing yet."""
 
-    def __init__(self, patience: int) -> None:
+    def __init__(self, patience: int, min_steps: int = 0) -> None:
         self.patience = patience
+        self.min_steps = min_steps
 
     def on_evaluate(self, state: TrainingState, validation_loss: float) -> None:
-        if self.patience and state.evaluations_without_improvement >= self.patience:
+        if (
+            self.patience
+            and state.step >= self.min_steps
+            and state.evaluations_without_improvement >= self.patience
+        ):
             state.should_stop = True
 
 

@@ -12,17 +12,19 @@ import numpy as np
 import numpy.typing as npt
 from torch import nn
 
-from modeling.core.classifiers import Classifier
+from modeling.core.classifiers import Classifier, HeadClassifier
 from modeling.core.encoders import default_encoder_path
 from modeling.core.finetuning.callbacks import Callback
 from modeling.core.finetuning.config import FineTuneConfig, resolve_device
 from modeling.core.finetuning.data import Examples, TokenCache, TokenIds, validation_split
-from modeling.core.finetuning.loop import TrainingResult, train
+from modeling.core.finetuning.loop import SmokeStepFailed, TrainingResult, train
 from modeling.core.finetuning.model import (
+    MeanPooledClassifier,
     StateDict,
     load_classifier_model,
     logits_to_probabilities,
     mc_dropout_probabilities,
+    pooled_embeddings,
     predict_logits,
 )
 
@@ -78,6 +80,7 @@ class FineTunedClassifier(Classifier):
             device=self.device,
             init_state=self.init_state,
             seed=self.config.seed,
+            pooling=self.config.pooling,
         )
         self.model, self._new_parameters = model, new
         self._pad_id = int(tokenizer.pad_token_id or 0)
@@ -108,6 +111,8 @@ class FineTunedClassifier(Classifier):
             if held_rows is not None
             else None
         )
+        if self.config.start_from_head and isinstance(self.model, MeanPooledClassifier):
+            self._start_from_head(training)
         warm = self.init_state is not None
         self.result = train(
             self.model,
@@ -123,6 +128,24 @@ class FineTunedClassifier(Classifier):
             stated_watts=self.stated_watts,
         )
         return self
+
+    def _start_from_head(self, training: Examples) -> None:
+        """LP-FT: the logistic head fitted on this model's embeddings of the training labels
+        becomes the linear layer, which then trains at the encoder's learning rate."""
+        assert isinstance(self.model, MeanPooledClassifier)
+        try:
+            embeddings = pooled_embeddings(
+                self.model, training.token_ids, self.config, self._pad_id
+            )
+        except Exception as exc:  # the same broken set-up the smoke step catches, found sooner
+            raise SmokeStepFailed(
+                f"the first forward pass failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        head = HeadClassifier(self.n_classes, multi_label=self.multi_label, C=self.config.head_C)
+        self.model.start_from_head(head.fit(embeddings, training.targets))
+        self._new_parameters = frozenset(
+            name for name in self._new_parameters if not name.startswith("classifier.")
+        )
 
     def _token_ids(self, X: npt.NDArray[Any]) -> list[TokenIds]:
         if self.model is None or self.token_cache is None:

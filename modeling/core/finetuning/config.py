@@ -17,6 +17,22 @@ class FineTuneConfig:
 
     max_length: int = 128
     """Texts are truncated to this many tokens."""
+    pooling: Literal["mean", "cls"] = "mean"
+    """mean: the item encoder's own pooling (token mean, L2 norm) under one linear layer, the
+    logistic head's form; cls: ``AutoModelForSequenceClassification`` (a [CLS] pooler)."""
+    start_from_head: bool = True
+    """LP-FT (Kumar et al. 2022): before fine-tuning, fit the logistic head on the model's own
+    embeddings of the training labels and start the linear layer from it, so step 0 predicts
+    what the head predicts (mean pooling only)."""
+    head_C: float = 3.0
+    """Inverse regularization of that head: the live head's own value."""
+    min_steps: int = 40
+    """Optimizer steps a run takes at least, whatever ``epochs`` says: with few labels an epoch
+    is one step, and too few steps are what makes few-sample fine-tuning fail (Mosbach et al.
+    2021). Early stopping waits for them too."""
+    evaluate_at_start: bool = True
+    """Evaluate the starting weights (the head, with LP-FT) too, so the weights kept at the end
+    have a validation loss no higher than where training began."""
     epochs: int = 3
     """Passes over the training examples of a run from the pretrained encoder."""
     warm_start_epochs: int = 2
@@ -74,6 +90,10 @@ class FineTuneConfig:
         for name in (*positive, "checkpoint_every_steps", "mc_dropout_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be at least 0, got {self.min_steps}")
+        if self.pooling not in ("mean", "cls"):
+            raise ValueError(f"unknown pooling {self.pooling!r}")
         if self.epochs < 1 or self.warm_start_epochs < 1:
             raise ValueError("epochs and warm_start_epochs must be at least 1")
         if self.learning_rate <= 0 or self.head_learning_rate <= 0:

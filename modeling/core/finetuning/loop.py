@@ -110,7 +110,7 @@ def train(
         epochs=epochs or config.epochs,
         new_parameters=new_parameters,
         pad_id=pad_id,
-        callbacks=[*callbacks, EarlyStopping(config.early_stopping_patience)],
+        callbacks=[*callbacks, EarlyStopping(config.early_stopping_patience, config.min_steps)],
         checkpoint_dir=checkpoint_dir,
     )
     if config.smoke_step:
@@ -144,7 +144,6 @@ class _Run:
         self.validation = validation
         self.config = config
         self.multi_label = multi_label
-        self.epochs = epochs
         self.new_parameters = new_parameters
         self.pad_id = pad_id
         self.callbacks = callbacks
@@ -154,7 +153,8 @@ class _Run:
         self.lengths = train_examples.lengths
         n_batches = math.ceil(len(train_examples) / config.batch_size)
         steps_per_epoch = math.ceil(n_batches / config.accumulation_steps)
-        self.state = TrainingState(total_steps=steps_per_epoch * epochs)
+        self.epochs = max(epochs, math.ceil(config.min_steps / steps_per_epoch))
+        self.state = TrainingState(total_steps=steps_per_epoch * self.epochs)
         self.optimizer = torch.optim.AdamW(
             parameter_groups(model, config, new_parameters), lr=config.learning_rate
         )
@@ -178,11 +178,13 @@ class _Run:
         samples_at_start = self.state.samples_seen
         for callback in self.callbacks:
             callback.on_train_begin(self.state)
+        if self.validation is not None and self.config.evaluate_at_start and not self.state.step:
+            self._evaluate_and_keep_best(self.validation)
         while self.state.epoch < self.epochs and not self.state.should_stop:
             self.train_epoch()
         seconds = time.perf_counter() - started
         energy = meter.stop(seconds)
-        if self.validation is not None and self.state.best_step:
+        if self.validation is not None and math.isfinite(self.state.best_loss):
             self.restore_best_weights()
         trained = self.state.samples_seen - samples_at_start
         return self.result(seconds, trained, energy, meter.source)
@@ -350,7 +352,7 @@ class _Run:
         for key, value in checkpoint["state"].items():
             if key != "total_steps":
                 setattr(state, key, value)
-        if state.best_step and not (folder / f"best-{state.best_step}.pt").is_file():
+        if math.isfinite(state.best_loss) and not (folder / f"best-{state.best_step}.pt").is_file():
             raise FileNotFoundError(f"checkpoint names best-{state.best_step}.pt, which is missing")
         state.resumed_from_step = state.step
         log.info("Resuming fine-tuning from step %s in %s", state.step, folder)

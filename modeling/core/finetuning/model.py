@@ -5,19 +5,78 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
+from modeling.core.encoders import mean_pool
 from modeling.core.finetuning.config import FineTuneConfig, autocast, resolve_precision
 from modeling.core.finetuning.data import Collate, Examples, TokenIds, batch_loader, to_device
 
+if TYPE_CHECKING:
+    from modeling.core.classifiers import HeadClassifier
+
 StateDict = dict[str, torch.Tensor]
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Pooling = Literal["mean", "cls"]
+
+
+@dataclass
+class ClassifierOutput:
+    """What ``model(**batch)`` returns here, as transformers' outputs do: ``.logits``."""
+
+    logits: torch.Tensor
+
+
+class MeanPooledClassifier(nn.Module):
+    """The sentence encoder, pooled exactly as item embeddings are (mean over tokens, then L2
+    norm), and one linear layer: the logistic head's own form, so its weights drop in.
+
+    ``AutoModelForSequenceClassification`` instead classifies a [CLS] vector through a pooler
+    the sentence encoder never trained, so its first steps start from chance, not from the
+    head that already serves the queue.
+    """
+
+    encoder: Any  # a transformers PreTrainedModel
+
+    def __init__(self, encoder: nn.Module, n_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.num_labels = n_classes
+        self.classifier = nn.Linear(int(self.encoder.config.hidden_size), n_classes)
+
+    def get_input_embeddings(self) -> nn.Module:
+        embeddings: nn.Module = self.encoder.get_input_embeddings()
+        return embeddings
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The unit-length sentence embedding of each text, in fp32."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return mean_pool(hidden.last_hidden_state, attention_mask)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any
+    ) -> ClassifierOutput:
+        pooled = self.pooled(input_ids, attention_mask)
+        return ClassifierOutput(self.classifier(pooled.to(self.classifier.weight.dtype)))
+
+    @torch.no_grad()
+    def start_from_head(self, head: HeadClassifier) -> None:
+        """Set the linear layer to ``head``'s weights (fitted on this encoder's embeddings)."""
+        weights, biases = head.linear_layer()
+        layer = self.classifier
+        layer.weight.copy_(torch.as_tensor(weights, dtype=layer.weight.dtype))
+        layer.bias.copy_(torch.as_tensor(biases, dtype=layer.bias.dtype))
+
+
+def state_pooling(state: StateDict) -> Pooling:
+    """Which architecture saved ``state``: versions fine-tuned before LP-FT used [CLS]."""
+    return "mean" if any(key.startswith("encoder.") for key in state) else "cls"
 
 
 @contextmanager
@@ -41,31 +100,42 @@ def load_classifier_model(
     device: torch.device,
     init_state: StateDict | None = None,
     seed: int = 0,
+    pooling: Pooling = "mean",
 ) -> tuple[nn.Module, Any, frozenset[str]]:
-    """``AutoModelForSequenceClassification`` and its tokenizer from a local folder.
+    """The classifier and its tokenizer from a local Hugging Face folder.
 
-    Returns the model on ``device``, the tokenizer and the names of the parameters the folder
-    did not hold (the new classifier head, and a pooler the sentence encoder never had).
-    ``init_state`` (a warm start) overwrites every weight whose shape still fits; a head
-    trained for a different number of labels is left new.
+    ``pooling="mean"`` is :class:`MeanPooledClassifier` (the default); ``"cls"`` is
+    ``AutoModelForSequenceClassification``. Returns the model on ``device``, the tokenizer and
+    the names of the parameters the folder did not hold (the new classifier layer, and for
+    "cls" a pooler the sentence encoder never had). ``init_state`` (a warm start, or a saved
+    version) overwrites every weight whose shape still fits, and decides the architecture;
+    a layer trained for a different number of labels is left new.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+    if init_state is not None:
+        pooling = state_pooling(init_state)
     torch.manual_seed(seed)
+    model: nn.Module
     with _quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            model_path,
-            num_labels=n_classes,
-            problem_type=(
-                "multi_label_classification" if multi_label else "single_label_classification"
-            ),
-            local_files_only=True,
-            output_loading_info=True,
-        )
-    names = {name for name, _ in model.named_parameters()}
-    new = frozenset(name for name in info.get("missing_keys", ()) if name in names)
+        if pooling == "mean":
+            encoder = _load_encoder(AutoModel, model_path)
+            model = MeanPooledClassifier(encoder, n_classes)
+            new = frozenset(f"classifier.{name}" for name, _ in model.classifier.named_parameters())
+        else:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                model_path,
+                num_labels=n_classes,
+                problem_type=(
+                    "multi_label_classification" if multi_label else "single_label_classification"
+                ),
+                local_files_only=True,
+                output_loading_info=True,
+            )
+            names = {name for name, _ in model.named_parameters()}
+            new = frozenset(name for name in info.get("missing_keys", ()) if name in names)
     if init_state is not None:
         current = model.state_dict()
         fitting = {
@@ -77,6 +147,17 @@ def load_classifier_model(
         new = frozenset(name for name in new if name not in fitting)
     model.to(device)
     return model, tokenizer, new
+
+
+def _load_encoder(auto_model: Any, model_path: Path) -> nn.Module:
+    """The bare encoder, without the [CLS] pooler that mean pooling never uses."""
+    try:
+        encoder: nn.Module = auto_model.from_pretrained(
+            model_path, local_files_only=True, add_pooling_layer=False
+        )
+    except TypeError:  # an architecture without a pooler to leave out
+        encoder = auto_model.from_pretrained(model_path, local_files_only=True)
+    return encoder
 
 
 def loss_function(multi_label: bool) -> LossFunction:
@@ -121,6 +202,30 @@ def predict_logits(
 
     With ``dropout``, dropout layers stay active (one MC-dropout sample).
     """
+    return _batched(
+        model, token_ids, config, pad_id, lambda batch: model(**batch).logits, dropout=dropout
+    )
+
+
+@torch.no_grad()
+def pooled_embeddings(
+    model: MeanPooledClassifier, token_ids: Sequence[TokenIds], config: FineTuneConfig, pad_id: int
+) -> npt.NDArray[np.float32]:
+    """The model's own sentence embeddings (what its linear layer sees), dropout off."""
+    pooled = _batched(model, token_ids, config, pad_id, lambda batch: model.pooled(**batch))
+    return pooled.numpy().astype(np.float32, copy=False)
+
+
+def _batched(
+    model: nn.Module,
+    token_ids: Sequence[TokenIds],
+    config: FineTuneConfig,
+    pad_id: int,
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    *,
+    dropout: bool = False,
+) -> torch.Tensor:
+    """``forward`` over ``token_ids`` in batches, longest first, as fp32 rows on the CPU."""
     device = next(model.parameters()).device
     precision = resolve_precision(config.mixed_precision, device)
     model.eval()
@@ -140,8 +245,8 @@ def predict_logits(
         for batch in batch_loader(collate, batches, config, device):
             batch = to_device(batch, device)
             with autocast(device, precision):
-                logits = model(**batch).logits
-            outputs.append(logits.float().cpu())
+                rows = forward(batch)
+            outputs.append(rows.float().cpu())
     model.eval()
     if not outputs:
         return torch.zeros((0, _num_labels(model)))
@@ -152,6 +257,8 @@ def predict_logits(
 
 def _num_labels(model: nn.Module) -> int:
     """Width of the logits, for scoring zero texts."""
+    if isinstance(model, MeanPooledClassifier):
+        return model.num_labels
     return int(getattr(getattr(model, "config", None), "num_labels", 0))
 
 
