@@ -25,9 +25,11 @@ $(STAMP): pyproject.toml
 run: install
 	$(DEV_ENV) $(PY) manage.py migrate --no-input
 	$(DEV_ENV) $(PY) manage.py seed_demo
-	@echo "Sift is starting on http://127.0.0.1:8000 (Ctrl+C stops the web server and the worker)"
-	@$(DEV_ENV) sh -c '$(PY) -m celery -A config worker -Q celery,gpu --loglevel=info --concurrency=1 & worker=$$!; \
-		trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
+	@echo "Sift is starting on http://127.0.0.1:8000 (Ctrl+C stops the web server and the workers)"
+	@# Two workers: head retrains never wait behind a fine-tune, which runs at the lowest CPU priority.
+	@$(DEV_ENV) sh -c '$(PY) -m celery -A config worker -Q celery -n retrain@%h --loglevel=info --concurrency=1 & retrain=$$!; \
+		nice -n 10 $(PY) -m celery -A config worker -Q gpu -n finetune@%h --loglevel=info --concurrency=1 & finetune=$$!; \
+		trap "kill $$retrain $$finetune 2>/dev/null" EXIT INT TERM; \
 		$(PY) manage.py runserver 127.0.0.1:8000'
 
 chromium:

@@ -10,16 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from django.contrib.auth.models import User
 from django.utils import timezone
 
 from labeling.models import Item, Project, QueueEntry, Role
-from modeling.models import FineTuneRun, ModelVersion
-from modeling.promotion import promotion_decision
+from modeling.models import EmbeddingChunk, FineTuneRun, ModelVersion
+from modeling.promotion import mark_forced, promotion_decision
 from modeling.scheduling import request_finetune
 from modeling.services import finetune as finetune_service
+from modeling.services.embeddings import load_embeddings
+from modeling.services.refresh import refresh_model
 from tests.conftest import client_for, label, make_project, make_topics_project, topic_of
 from tests.fixtures import tiny_bert
 
@@ -212,3 +215,45 @@ def test_a_second_request_while_one_is_queued_adds_nothing(
     assert first is not None
     assert second is None
     assert FineTuneRun.objects.filter(project=project).count() == 1
+
+
+def test_after_a_promoted_fine_tune_the_head_works_in_its_adapted_space(
+    alice: User, bob: User, tiny_encoder: Path, fine_tuning: Any
+) -> None:
+    project = labeled_topics(alice, bob, tiny_encoder)
+    base = EmbeddingChunk.objects.filter(project=project)
+    refresh_model(project.pk, run_id="retrain-1")  # the head, on the encoder as it came
+    base_ids, base_vectors = load_embeddings(project, str(tiny_encoder))
+
+    first = finetune_service.finetune(project.pk, "task-1")
+
+    assert first is not None
+    assert first.promoted
+    adapted = f"{tiny_encoder}+finetune-v{first.number}"
+    adapted_ids, adapted_vectors = load_embeddings(project, adapted)
+    assert sorted(adapted_ids.tolist()) == sorted(base_ids.tolist())  # every item, once
+    assert not np.allclose(
+        adapted_vectors[np.argsort(adapted_ids)], base_vectors[np.argsort(base_ids)]
+    )
+    bob_answers_more(project, bob, 4)
+    head = refresh_model(project.pk, run_id="retrain-2")
+    assert head is not None
+    assert head.encoder == adapted  # the version says which space its figures are about
+
+    second = finetune_service.finetune(project.pk, "task-2")  # warm-started from the first
+    assert second is not None
+    if not second.promoted:  # held back by its evaluation: Alice promotes it anyway
+        mark_forced(second)
+        finetune_service.rescore_pool(project.pk, second.number)
+
+    newer = f"{tiny_encoder}+finetune-v{second.number}"
+    # The first version's copy of every vector is gone; the encoder as it came stays.
+    assert set(base.values_list("encoder", flat=True)) == {str(tiny_encoder), newer}
+    latest_head = refresh_model(project.pk, run_id="retrain-3")
+    assert latest_head is not None
+    assert latest_head.encoder == newer
+
+
+def bob_answers_more(project: Project, bob: User, count: int) -> None:
+    for item in list(project.items.filter(answer_count=0).order_by("pk"))[:count]:
+        label(project, bob, item, topic_of(item))

@@ -46,6 +46,10 @@ class TextEncoder:
             defaults to ``all-MiniLM-L6-v2`` for the bundled model, else the folder name.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; defaults to :func:`default_device`.
         max_length: texts are truncated to this many tokens.
+        state: weights of a fine-tuned encoder to use instead of the folder's: the state of a
+            fine-tuned :class:`~modeling.core.finetuning.MeanPooledClassifier` (its
+            ``encoder.`` weights are taken) or of a bare encoder. Its embeddings are the
+            adapted space the fine-tuned model's own linear layer works in.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class TextEncoder:
         name: str | None = None,
         device: str | torch.device | None = None,
         max_length: int = 256,
+        state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         # Never reach for the network, even when a folder is missing a file.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,6 +75,8 @@ class TextEncoder:
         self.max_length = max_length
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         self.model = AutoModel.from_pretrained(self.path, local_files_only=True)
+        if state is not None:
+            _load_encoder_weights(self.model, state)
         self.model.to(self.device)
         self.model.eval()
         self.dimension: int = int(self.model.config.hidden_size)
@@ -140,6 +147,22 @@ class TextEncoder:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             return torch.autocast(device_type="cuda", dtype=dtype)
         return torch.autocast(device_type=self.device.type, enabled=False)
+
+
+def _load_encoder_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Put fine-tuned encoder weights into ``model``; every encoder weight must be there."""
+    prefix = "encoder."
+    if any(key.startswith(prefix) for key in state):
+        state = {
+            key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
+        }
+    missing, _ = model.load_state_dict(state, strict=False)
+    # A [CLS] pooler is the only part mean pooling may lack: it never touches the embedding.
+    missing = [key for key in missing if not key.startswith("pooler.")]
+    if missing:
+        raise ValueError(
+            f"the fine-tuned weights lack {len(missing)} encoder weights: {missing[:3]}"
+        )
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 from labeling.models import Item, Project
+from modeling.core.checkpoints import load
 from modeling.core.encoders import DEFAULT_ENCODER_NAME, TextEncoder
-from modeling.models import EmbeddingChunk
+from modeling.models import EmbeddingChunk, ModelVersion
 
 CHUNK_SIZE = 512
 # Projects whose embeddings a worker process keeps in memory; the longest unused goes first.
@@ -21,17 +23,70 @@ CACHED_PROJECTS = 8
 Progress = Callable[[int, int], None]
 
 
+@dataclass(frozen=True)
+class Space:
+    """An embedding space: the project's encoder as it came, or as a fine-tuned version left
+    it (its weights). Embeddings are stored per space, so nothing mixes two."""
+
+    name: str
+    path: str
+    weights: str = ""
+
+
+ADAPTED = "+finetune-v"
+
+
+def base_space(project: Project) -> Space:
+    return Space(project.encoder.strip() or DEFAULT_ENCODER_NAME, project.encoder.strip())
+
+
+def adapted_space(project: Project, version: ModelVersion) -> Space:
+    """The space of a fine-tuned version's own encoder."""
+    base = base_space(project)
+    return Space(f"{base.name}{ADAPTED}{version.number}", base.path, version.weights_path)
+
+
+def current_space(project: Project) -> Space:
+    """Where the head and the strategies work: the newest promoted fine-tuned version whose
+    encoder has embedded every item, else the encoder as it came."""
+    adapted = (
+        project.model_versions.filter(kind="finetune", promoted=True, metrics__has_key=SPACE_KEY)
+        .exclude(weights_path="")
+        .first()
+    )
+    return adapted_space(project, adapted) if adapted is not None else base_space(project)
+
+
+# A fine-tuned version's metrics hold this key once its encoder has embedded every item.
+SPACE_KEY = "embedding_space"
+
+
 def encoder_name(project: Project) -> str:
-    return project.encoder.strip() or DEFAULT_ENCODER_NAME
+    return current_space(project).name
 
 
 @lru_cache(maxsize=2)
-def _load_encoder(path: str) -> TextEncoder:
-    return TextEncoder(Path(path) if path else None)
+def _load_encoder(space: Space) -> TextEncoder:
+    state = load(Path(space.weights)) if space.weights else None
+    if space.weights and state is None:
+        raise FileNotFoundError(f"the weights of {space.name} are gone: {space.weights}")
+    return TextEncoder(Path(space.path) if space.path else None, name=space.name, state=state)
 
 
-def encoder_for(project: Project) -> TextEncoder:
-    return _load_encoder(project.encoder.strip())
+def encoder_for(project: Project, space: Space | None = None) -> TextEncoder:
+    return _load_encoder(space or current_space(project))
+
+
+def adopt_space(project: Project, version: ModelVersion, space: Space) -> None:
+    """Every item has an embedding in ``space``: the head moves there (unless a newer version
+    did), and older versions' spaces (a copy of every vector each) are dropped."""
+    metrics = {**version.stored_metrics(), SPACE_KEY: space.name}
+    type(version).objects.filter(pk=version.pk).update(metrics=metrics)
+    version.metrics = metrics
+    older = project.model_versions.filter(kind="finetune", number__lt=version.number)
+    EmbeddingChunk.objects.filter(
+        project=project, encoder__in=[adapted_space(project, v).name for v in older]
+    ).delete()
 
 
 _Cached = tuple[frozenset[int], npt.NDArray[np.int64], npt.NDArray[np.float32]]
@@ -74,16 +129,18 @@ def load_embeddings(
 
 
 def ensure_embeddings(
-    project: Project, progress: Progress | None = None
+    project: Project, progress: Progress | None = None, space: Space | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Embed the project's items that have no embedding yet; return those of current items."""
-    name = encoder_name(project)
+    """Embed the project's items that have no embedding yet in ``space`` (the current one by
+    default); return those of current items."""
+    space = space or current_space(project)
+    name = space.name
     ids, vectors = load_embeddings(project, name)
     current = list(Item.objects.filter(project=project).values_list("id", flat=True))
     have = set(ids.tolist())
     missing = [item_id for item_id in current if item_id not in have]
     if missing:
-        encoder = encoder_for(project)
+        encoder = encoder_for(project, space)
         for start in range(0, len(missing), CHUNK_SIZE):
             if progress is not None:
                 progress(start, len(missing))

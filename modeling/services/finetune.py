@@ -30,6 +30,7 @@ from modeling.core.finetuning import (
     TokenCache,
     TrainingCancelled,
     TrainingResult,
+    state_pooling,
 )
 from modeling.core.strategies import BaldStrategy, QueryStrategy
 from modeling.metrics import Evaluation
@@ -42,7 +43,12 @@ from modeling.models import (
 )
 from modeling.promotion import announce_promotion, promotion_decision
 from modeling.services import version_metrics
-from modeling.services.embeddings import encoder_name, ensure_embeddings
+from modeling.services.embeddings import (
+    adapted_space,
+    adopt_space,
+    encoder_name,
+    ensure_embeddings,
+)
 from modeling.services.heartbeat import Heartbeat
 from modeling.services.queue_ranking import rank_queue, strategy_for
 from modeling.services.queue_writer import replace_queue
@@ -335,17 +341,26 @@ def rescore_pool(project_id: int, version_number: int) -> None:
         return
     labels = list(project.labels.all())
     config = finetune_config()
+    weights = load(Path(version.weights_path)) or {}
     classifier = FineTunedClassifier(
         len(labels),
         multi_label=project.multi_label,
         model_path=_encoder_path(project),
         config=config,
         token_cache=_token_caches.get((str(_encoder_path(project)), config.max_length)),
-    ).load_state(load(Path(version.weights_path)) or {})
+    ).load_state(weights)
     started = time.perf_counter()
     meter = EnergyMeter(str(classifier.device), settings.SIFT_DEVICE_WATTS or None)
     meter.start()
-    ids, vectors = ensure_embeddings(project)
+    # The pool is re-embedded by the version's own encoder (a model from before LP-FT has no
+    # mean-pooled encoder to embed with): head retrains and strategies then work in the space
+    # it adapted to the labels.
+    if weights and state_pooling(weights) == "mean":
+        space = adapted_space(project, version)
+        ids, vectors = ensure_embeddings(project, space=space)
+        adopt_space(project, version, space)
+    else:
+        ids, vectors = ensure_embeddings(project)
     pool = pool_rows(project, ids)
     if len(pool) == 0:
         return  # everything is labeled: nothing to rank

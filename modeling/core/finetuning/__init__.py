@@ -48,6 +48,7 @@ from modeling.core.finetuning.model import (
     mc_dropout_probabilities,
     pooled_embeddings,
     predict_logits,
+    state_pooling,
 )
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "predict_logits",
     "resolve_device",
     "resolve_precision",
+    "state_pooling",
     "train",
     "validation_split",
 ]
