@@ -130,6 +130,8 @@ class ProjectSettingsForm(forms.ModelForm):
             "encoder",
             "random_control_share",
             "train_on_control",
+            "finetune_growth",
+            "finetune_min_labels",
         ]
 
     def clean_encoder(self) -> str:

@@ -120,15 +120,17 @@ class Project(models.Model):
         "left off, the evaluation is honest and those labels do not teach the model.",
     )
     finetune_growth = models.FloatField(
+        "fine-tune when the labels grew by",
         default=0.2,
         validators=[MinValueValidator(0.0), MaxValueValidator(10.0)],
         help_text="Fine-tune the transformer by itself once the labels grew by this share "
         "since the last fine-tune (0.2: 20% more); 0 fine-tunes only when asked.",
     )
     finetune_min_labels = models.PositiveIntegerField(
+        "and by at least (labels)",
         default=50,
         validators=[MinValueValidator(1, "Fine-tune after at least one new label.")],
-        help_text="...and by at least this many labels (the first fine-tune waits for as many).",
+        help_text="New labels a fine-tune waits for at least; the first waits for as many.",
     )
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(

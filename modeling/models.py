@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from config.celery import broker_down_message, enqueue
 from labeling.models import Project
+from modeling.core.cadence import finetune_due
 from modeling.metrics import VersionMetrics
 
 # A worker running a retrain or fine-tune marks it alive this often, from a thread of its own;
@@ -158,14 +159,6 @@ class FineTuneRunManager(models.Manager["FineTuneRun"]):
                 finished_at=timezone.now(),
             ),
         )
-
-
-def finetune_due(labels: int, labels_last_time: int, growth: float, at_least: int) -> bool:
-    """The automatic fine-tune rule: ``growth`` more labels than last time (0 turns it off),
-    and at least ``at_least`` more (the first one once there are that many)."""
-    if growth <= 0:
-        return False
-    return labels - labels_last_time >= at_least and labels >= labels_last_time * (1 + growth)
 
 
 class FineTuneRun(models.Model):

@@ -254,6 +254,8 @@ def test_a_lead_describes_labels_and_tunes_the_loop(project: Project, alice: Use
         "project-encoder": "",
         "project-random_control_share": 0.2,
         "project-train_on_control": "on",
+        "project-finetune_growth": 0.5,
+        "project-finetune_min_labels": 30,
         "labels-TOTAL_FORMS": len(labels) + 1,
         "labels-INITIAL_FORMS": len(labels),
         "labels-MIN_NUM_FORMS": 0,
@@ -283,6 +285,7 @@ def test_a_lead_describes_labels_and_tunes_the_loop(project: Project, alice: Use
     assert (project.overlap, project.retrain_every, project.strategy) == (2, 25, "margin")
     assert project.show_suggestions is False
     assert (project.random_control_share, project.train_on_control) == (0.2, True)
+    assert (project.finetune_growth, project.finetune_min_labels) == (0.5, 30)
     assert project.labels.get(name="positive").description == "glowing praise"
     assert project.labels.get(name="mixed").hotkey == "m"
 

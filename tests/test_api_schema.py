@@ -23,6 +23,7 @@ from schemathesis.config import SchemathesisConfig
 from config.wsgi import application
 from labeling.models import ApiToken, ExportJob, Project, Role, Webhook
 from labeling.services import resolve_labels, submit_answer
+from modeling.models import FineTuneRun
 from tests.conftest import make_project
 
 
@@ -72,6 +73,7 @@ def lead(transactional_db: None, settings: Settings, tmp_path: object) -> Lead:
         "annotations": answer.pk,
         "webhooks": webhook.pk,
         "exports": job.pk,
+        "finetunes": FineTuneRun.objects.create(project=project, task_id="fuzzed").pk,
     }
     return Lead(key=key, project=project, ids=ids)
 
@@ -83,7 +85,8 @@ def aim_at_real_objects(case: Case, lead: Lead) -> None:
     if "job_pk" in parameters:
         parameters["job_pk"] = lead.ids["exports"]
     if "id" in parameters:
-        collection = case.path.rstrip("/").split("/")[-2]
+        segments = case.path.strip("/").split("/")
+        collection = segments[segments.index("{id}") - 1]  # .../finetunes/{id}/cancel/ too
         parameters["id"] = lead.project.pk if collection == "projects" else lead.ids[collection]
 
 

@@ -18,7 +18,8 @@ from django.contrib.auth.models import User
 
 from config.celery import app as celery_app
 from labeling.models import Project, Role
-from modeling.models import FINETUNE_MODEL, FineTuneRun, finetune_due
+from modeling.core.cadence import FINETUNE_GROWTH, FINETUNE_MIN_LABELS, finetune_due
+from modeling.models import FINETUNE_MODEL, FineTuneRun
 from modeling.services import finetune as finetune_service
 from modeling.services.refresh import refresh_model
 from tests.conftest import RecordingBroker, label, make_topics_project, topic_of
@@ -175,4 +176,8 @@ def test_the_default_rule_is_20_percent_more_labels_and_at_least_50(
     labels: int, last: int, due: bool
 ) -> None:
     defaults = Project()
+    assert (defaults.finetune_growth, defaults.finetune_min_labels) == (
+        FINETUNE_GROWTH,
+        FINETUNE_MIN_LABELS,
+    )  # simulate replays the projects' default
     assert finetune_due(labels, last, defaults.finetune_growth, defaults.finetune_min_labels) is due

@@ -68,6 +68,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             "encoder",
             "random_control_share",
             "train_on_control",
+            "finetune_growth",
+            "finetune_min_labels",
             "settings",
             "labels",
             "label_names",

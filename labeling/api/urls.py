@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
 from labeling.api import exports, views
+from labeling.api.finetunes import FineTuneViewSet
 from labeling.api.webhooks import WebhookViewSet
 
 router = SimpleRouter()
@@ -20,6 +21,7 @@ nested.register("annotations", views.AnnotationViewSet, basename="annotation")
 nested.register("queue", views.QueueViewSet, basename="queue")
 nested.register("model-versions", views.ModelVersionViewSet, basename="model-version")
 nested.register("webhooks", WebhookViewSet, basename="webhook")
+nested.register("finetunes", FineTuneViewSet, basename="finetune")
 
 training = views.TrainingViewSet.as_view({"get": "status", "post": "trigger"})
 

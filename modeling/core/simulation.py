@@ -22,6 +22,12 @@ from modeling.core.strategies import STRATEGIES, RandomStrategy, cold_start
 
 ClassifierFactory = Callable[[int], Classifier]
 """Builds a fresh, untrained classifier for ``n_classes`` classes."""
+Embeddings = npt.NDArray[np.floating]
+Adaptation = Callable[
+    [npt.NDArray[np.intp], npt.NDArray[np.integer], int], tuple[Embeddings, Embeddings] | None
+]
+"""Called each round with the labeled rows, their labels and the number of classes: new pool
+and test embeddings (a fine-tuned encoder's space) to work in from this round on, or None."""
 
 CHECKPOINTS = (125, 275, 525)
 """Label counts reported by :func:`summarize`."""
@@ -68,6 +74,7 @@ def run_simulation(
     classifier_factory: ClassifierFactory = _head_classifier,
     train_inputs: npt.NDArray[Any] | None = None,
     test_inputs: npt.NDArray[Any] | None = None,
+    adaptation: Adaptation | None = None,
 ) -> list[CurvePoint]:
     """Simulate single-label active learning and return the learning curve.
 
@@ -93,6 +100,9 @@ def run_simulation(
             embedding (the texts, for a fine-tuned transformer); strategies still see the
             embeddings.
         test_inputs: the same for the test set.
+        adaptation: the live loop's fine-tunes (:class:`~modeling.core.finetuning.
+            AdaptingFineTunes`): when it hands back embeddings, the classifier, the strategy
+            and the test set work in that space from then on.
 
     Returns:
         One :class:`CurvePoint` per round, at ``seed_size``, ``seed_size + batch_size``, ...
@@ -116,6 +126,11 @@ def run_simulation(
     while True:
         started = time.perf_counter()
         labeled = np.flatnonzero(is_labeled)
+        adapted = adaptation(labeled, train_y[labeled], n_classes) if adaptation else None
+        if adapted is not None:
+            train_emb, test_emb = adapted
+            train_x = train_emb if train_inputs is None else train_x
+            test_x = test_emb if test_inputs is None else test_x
         classifier = classifier_factory(n_classes).fit(train_x[labeled], train_y[labeled])
         seconds = time.perf_counter() - started
         predictions = classifier.predict_proba(test_x).argmax(axis=1)

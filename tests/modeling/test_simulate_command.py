@@ -162,16 +162,20 @@ def test_it_lists_the_models_when_one_is_unknown(tmp_path: Path):
         simulate("--train", str(train), "--model", "bert", "--out", str(tmp_path))
 
 
-def test_it_fine_tunes_the_transformer_round_after_round(tmp_path: Path):
+def test_it_replays_the_live_loop_fine_tuning_as_labels_grow(tmp_path: Path):
     train = write_dataset(tmp_path / "topics.csv")
 
     output = simulate(
         "--train", str(train), "--model", "finetune", "--strategy", "random", "--epochs", "1",
+        "--min-steps", "2", "--finetune-min-labels", "6", "--finetune-growth", "0.5",
         "--threads", "1", *SMALL_RUN[:4], "--budget", "12", "--repeats", "1",
         "--out", str(tmp_path / "out"),
     )  # fmt: skip
 
     assert "random, repeat 1/1" in output
+    # 6 labels are enough for the first; 12 are 100% and 6 more than 6: the second.
+    assert "fine-tuned at 6 labels" in output
+    assert "fine-tuned at 12 labels" in output
     rows = csv_rows(tmp_path / "out" / "curves.csv")
     assert [row["labels"] for row in rows] == ["6", "12"]
     assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)

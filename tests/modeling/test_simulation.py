@@ -125,3 +125,28 @@ def test_summary_without_random_cannot_say_how_many_labels_were_saved():
 
     assert summary["margin"]["labels_to_random_final"] is None
     assert summary["margin"]["accuracy_at"] == {}
+
+
+def test_from_the_round_a_fine_tune_adapts_the_space_the_head_works_in_it():
+    rng = np.random.default_rng(0)
+    y = rng.permutation(np.repeat([0, 1], 150))
+    noise = rng.normal(size=(300, 8)).astype(np.float32)  # the encoder as it came: no signal
+    separable = noise.copy()
+    separable[:, 0] = np.where(y == 1, 5.0, -5.0)  # what the fine-tune learned to see
+    calls: list[int] = []
+
+    def fine_tune_at_40(labeled, labeled_y, n_classes):
+        calls.append(len(labeled))
+        if len(labeled) != 40:
+            return None
+        return separable[:200], separable[200:]
+
+    curve = run_simulation(
+        noise[:200], y[:200], noise[200:], y[200:], 2, "random",
+        seed_size=20, batch_size=20, budget=80, adaptation=fine_tune_at_40,
+    )  # fmt: skip
+
+    assert calls == [20, 40, 60, 80]
+    by_labels = {point.labels: point.accuracy for point in curve}
+    assert by_labels[20] < 0.8
+    assert by_labels[40] == by_labels[60] == by_labels[80] == 1.0

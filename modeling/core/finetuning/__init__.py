@@ -24,7 +24,11 @@ from modeling.core.finetuning.callbacks import (
     TrainingCancelled,
     TrainingState,
 )
-from modeling.core.finetuning.classifier import FineTunedClassifier, WarmStartedFineTuning
+from modeling.core.finetuning.classifier import (
+    AdaptingFineTunes,
+    FineTunedClassifier,
+    WarmStartedFineTuning,
+)
 from modeling.core.finetuning.config import (
     FineTuneConfig,
     Precision,
@@ -52,6 +56,7 @@ from modeling.core.finetuning.model import (
 )
 
 __all__ = [
+    "AdaptingFineTunes",
     "Callback",
     "CancelCallback",
     "EarlyStopping",

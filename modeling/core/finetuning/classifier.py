@@ -3,6 +3,7 @@ factory that ``simulate`` uses."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from torch import nn
 
+from modeling.core.cadence import FINETUNE_GROWTH, FINETUNE_MIN_LABELS, finetune_due
 from modeling.core.classifiers import Classifier, HeadClassifier
 from modeling.core.encoders import default_encoder_path
 from modeling.core.finetuning.callbacks import Callback
@@ -159,6 +162,25 @@ class FineTunedClassifier(Classifier):
         logits = predict_logits(self.model, token_ids, self.config, self._pad_id)
         return logits_to_probabilities(logits, self.multi_label)
 
+    def embed(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Unit-length embeddings of texts ``X`` in the space the model adapted to its labels:
+        what its own linear layer reads (mean pooling only)."""
+        token_ids = self._token_ids(X)
+        if not isinstance(self.model, MeanPooledClassifier):
+            raise TypeError("only a mean-pooled fine-tuned model embeds texts")
+        return pooled_embeddings(self.model, token_ids, self.config, self._pad_id)
+
+    def predict_proba_from_embeddings(
+        self, embeddings: npt.NDArray[np.floating]
+    ) -> npt.NDArray[np.float64]:
+        """What :meth:`predict_proba` gives, from :meth:`embed`'s output: no second pass."""
+        if not isinstance(self.model, MeanPooledClassifier):
+            raise TypeError("only a mean-pooled fine-tuned model embeds texts")
+        layer = self.model.classifier
+        with torch.no_grad():
+            logits = layer(torch.as_tensor(embeddings, device=layer.weight.device).float())
+        return logits_to_probabilities(logits.cpu(), self.multi_label)
+
     def predict_proba_samples(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         """MC-dropout: ``(config.mc_dropout_samples, len(X), n_classes)`` probabilities."""
         token_ids = self._token_ids(X)
@@ -178,6 +200,57 @@ class FineTunedClassifier(Classifier):
         self.init_state = state
         self._load()
         return self
+
+
+class AdaptingFineTunes:
+    """``simulate``'s replay of the live loop's fine-tunes (see :func:`run_simulation`'s
+    ``adaptation``): once :func:`~modeling.core.cadence.finetune_due` says so, fine-tune on the
+    labeled texts (LP-FT, warm-started from the previous fine-tune) and hand back the pool's
+    and the test set's embeddings in the adapted space, where the head then trains, as a
+    promoted fine-tune re-embeds a live project's pool.
+
+    ``history`` keeps, per fine-tune, the labels it learned from, its seconds and the test
+    accuracy of the fine-tuned model itself.
+    """
+
+    def __init__(
+        self,
+        train_texts: npt.NDArray[Any],
+        test_texts: npt.NDArray[Any],
+        test_y: npt.NDArray[np.integer],
+        config: FineTuneConfig | None = None,
+        model_path: Path | None = None,
+        *,
+        growth: float = FINETUNE_GROWTH,
+        at_least: int = FINETUNE_MIN_LABELS,
+    ) -> None:
+        self.train_texts = train_texts
+        self.test_texts = test_texts
+        self.test_y = np.asarray(test_y)
+        self.factory = WarmStartedFineTuning(config, model_path)
+        self.growth = growth
+        self.at_least = at_least
+        self.last_labels = 0
+        self.history: list[dict[str, float]] = []
+
+    def __call__(
+        self, labeled: npt.NDArray[np.intp], y: npt.NDArray[np.integer], n_classes: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+        if not finetune_due(len(labeled), self.last_labels, self.growth, self.at_least):
+            return None
+        started = time.perf_counter()
+        classifier = self.factory(n_classes).fit(self.train_texts[labeled], y)
+        self.last_labels = len(labeled)
+        train_emb, test_emb = classifier.embed(self.train_texts), classifier.embed(self.test_texts)
+        predictions = classifier.predict_proba_from_embeddings(test_emb).argmax(axis=1)
+        self.history.append(
+            {
+                "labels": float(len(labeled)),
+                "seconds": time.perf_counter() - started,
+                "accuracy": float((predictions == self.test_y).mean()),
+            }
+        )
+        return train_emb, test_emb
 
 
 class WarmStartedFineTuning:

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from labeling.parsers import Columns, ParseError, guess_format
-from modeling.core.classifiers import HeadClassifier
+from modeling.core.cadence import FINETUNE_GROWTH, FINETUNE_MIN_LABELS
 from modeling.core.encoders import TextEncoder
-from modeling.core.finetuning import FineTuneConfig, WarmStartedFineTuning
+from modeling.core.finetuning import AdaptingFineTunes, FineTuneConfig
 from modeling.core.simulation import (
-    ClassifierFactory,
+    Adaptation,
     CurvePoint,
     StrategySummary,
     run_simulation,
@@ -45,19 +46,43 @@ from modeling.datasets import (
 )
 
 
-def _fine_tuning(options: dict[str, Any]) -> ClassifierFactory:
+def _no_adaptation(options: dict[str, Any], data: _Texts) -> Adaptation | None:
+    return None
+
+
+def _fine_tunes(options: dict[str, Any], data: _Texts) -> Adaptation:
     config = FineTuneConfig(
-        epochs=options["epochs"], warm_start_epochs=options["warm_epochs"], device=options["device"]
+        epochs=options["epochs"],
+        warm_start_epochs=options["warm_epochs"],
+        min_steps=options["min_steps"],
+        device=options["device"],
     )
-    return WarmStartedFineTuning(config, model_path=options["encoder"])
+    return AdaptingFineTunes(
+        data.train,
+        data.test,
+        data.test_y,
+        config,
+        model_path=options["encoder"],
+        growth=options["finetune_growth"],
+        at_least=options["finetune_min_labels"],
+    )
 
 
-MODELS: dict[str, Callable[[dict[str, Any]], ClassifierFactory]] = {
-    "head": lambda options: HeadClassifier,
-    "finetune": _fine_tuning,
+@dataclass(frozen=True)
+class _Texts:
+    train: np.ndarray
+    test: np.ndarray
+    test_y: np.ndarray
+
+
+MODELS: dict[str, Callable[[dict[str, Any], _Texts], Adaptation | None]] = {
+    "head": _no_adaptation,
+    "finetune": _fine_tunes,
 }
-"""Classifiers a simulation can train, by the name given to ``--model``: each entry builds a
-fresh factory per run (the fine-tuned model warm-starts from the run's previous round)."""
+"""What a simulation replays, by the name given to ``--model``. head: the logistic head on the
+encoder as it came. finetune: the live loop, where the project fine-tunes the transformer by
+itself as labels grow (LP-FT, warm starts) and the head retrains in the space each fine-tune
+adapted, every round. Each run gets a fresh one."""
 
 HELD_OUT_FRACTION = 0.2
 """Share of every class of --train held out as the test set when no --test is given."""
@@ -119,6 +144,24 @@ class Command(BaseCommand):
             default=1,
             help="finetune: epochs of later rounds, which start from the previous round's model",
         )
+        parser.add_argument(
+            "--min-steps",
+            type=int,
+            default=FineTuneConfig.min_steps,
+            help="finetune: optimizer steps each fine-tune takes at least",
+        )
+        parser.add_argument(
+            "--finetune-growth",
+            type=float,
+            default=FINETUNE_GROWTH,
+            help="finetune: fine-tune once the labels grew by this share since the last one",
+        )
+        parser.add_argument(
+            "--finetune-min-labels",
+            type=int,
+            default=FINETUNE_MIN_LABELS,
+            help="finetune: ...and by at least this many labels",
+        )
         parser.add_argument("--device", default="auto", help="finetune: auto, cpu, cuda, cuda:N")
         parser.add_argument(
             "--threads", type=int, help="CPU threads for torch (default: every core)"
@@ -138,7 +181,15 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Unknown model {options['model']!r}; choose one of: {', '.join(MODELS)}."
             )
-        for name in ("seed_size", "batch_size", "budget", "repeats", "epochs", "warm_epochs"):
+        for name in (
+            "seed_size",
+            "batch_size",
+            "budget",
+            "repeats",
+            "epochs",
+            "warm_epochs",
+            "finetune_min_labels",
+        ):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
         if options["seed_size"] > options["budget"]:
@@ -163,7 +214,7 @@ class Command(BaseCommand):
         torch.set_num_threads(options["threads"] or os.cpu_count() or 1)
         encoder = TextEncoder(options["encoder"])
         train_emb = self._embed(encoder, train, train_path.name)
-        # A fine-tuned model reads the texts; strategies still rank by the embeddings.
+        # Fine-tunes read the texts; the head and the strategies read embeddings.
         train_texts = np.array(train.texts, dtype=object)
         if test is not None and test_path is not None:
             test_emb = self._embed(encoder, test, test_path.name)
@@ -182,6 +233,7 @@ class Command(BaseCommand):
             f"{len(class_names)} classes, {len(train_y)} to draw from, {len(test_y)} to test on."
         )
 
+        texts = _Texts(train_texts, test_texts, test_y)
         curves: Curves = {name: [] for name in strategies}
         for name in strategies:
             for repeat in range(options["repeats"]):
@@ -197,11 +249,15 @@ class Command(BaseCommand):
                     batch_size=options["batch_size"],
                     budget=options["budget"],
                     seed=repeat,
-                    classifier_factory=MODELS[options["model"]](options),
-                    train_inputs=None if options["model"] == "head" else train_texts,
-                    test_inputs=None if options["model"] == "head" else test_texts,
+                    adaptation=(adaptation := MODELS[options["model"]](options, texts)),
                 )
                 curves[name].append(curve)
+                if isinstance(adaptation, AdaptingFineTunes):
+                    for tune in adaptation.history:
+                        self.stdout.write(
+                            f"  fine-tuned at {tune['labels']:.0f} labels in "
+                            f"{tune['seconds']:.0f} s: its own test accuracy {tune['accuracy']:.3f}"
+                        )
                 self.stdout.write(
                     f"{name}, repeat {repeat + 1}/{options['repeats']}: "
                     f"accuracy {curve[-1].accuracy:.3f} at {curve[-1].labels} labels "
