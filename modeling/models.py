@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from config.celery import broker_down_message, enqueue
 from labeling.models import Project
-from modeling.core.cadence import finetune_due
+from modeling.core.cadence import next_finetune_at
 from modeling.metrics import VersionMetrics
 
 # A worker running a retrain or fine-tune marks it alive this often, from a thread of its own;
@@ -136,17 +136,22 @@ class FineTuneRunManager(models.Manager["FineTuneRun"]):
     def request_if_due(self, project: Project, labels: int) -> FineTuneRun | None:
         """Queue a fine-tune when the labels grew enough since the last one (the project's
         `finetune_growth` and `finetune_min_labels`); called by the workers after each model."""
+        due_at = self.next_automatic_at(project)
+        if due_at is None or labels < due_at:
+            return None
+        return self.request(project)
+
+    def next_automatic_at(self, project: Project) -> int | None:
+        """The label count at which the project fine-tunes by itself next; None when it
+        does not (its setting, or the deployment's)."""
         if not settings.SIFT_AUTO_FINETUNE:
             return None
         last = self.filter(project=project).exclude(snapshot_at=None).first()
-        if not finetune_due(
-            labels,
+        return next_finetune_at(
             len(last.item_ids) if last is not None else 0,
             project.finetune_growth,
             project.finetune_min_labels,
-        ):
-            return None
-        return self.request(project)
+        )
 
     def _send(self, run: FineTuneRun) -> None:
         enqueue(

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 import torch
+from django import db
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from config.celery import app as celery_app
 from labeling.models import Project, Role
@@ -22,7 +24,7 @@ from modeling.core.cadence import FINETUNE_GROWTH, FINETUNE_MIN_LABELS, finetune
 from modeling.models import FINETUNE_MODEL, FineTuneRun
 from modeling.services import finetune as finetune_service
 from modeling.services.refresh import refresh_model
-from tests.conftest import RecordingBroker, label, make_topics_project, topic_of
+from tests.conftest import RecordingBroker, client_for, label, make_topics_project, topic_of
 from tests.fixtures import tiny_bert
 
 
@@ -125,7 +127,13 @@ def test_labels_that_arrive_during_a_fine_tune_make_the_next_one(
         report(run, done, total)
 
     monkeypatch.setattr(finetune_service, "_progress", held_progress)
-    worker = threading.Thread(target=finetune_service.finetune, args=(project.pk, first.task_id))
+    def work() -> None:
+        try:
+            finetune_service.finetune(project.pk, first.task_id)
+        finally:
+            db.connection.close()  # this thread's own connection
+
+    worker = threading.Thread(target=work)
     worker.start()
     try:
         assert training.wait(timeout=60)
@@ -181,3 +189,23 @@ def test_the_default_rule_is_20_percent_more_labels_and_at_least_50(
         FINETUNE_MIN_LABELS,
     )  # simulate replays the projects' default
     assert finetune_due(labels, last, defaults.finetune_growth, defaults.finetune_min_labels) is due
+
+
+def test_the_lead_sees_when_the_project_fine_tunes_next(
+    alice: User, bob: User, tiny_encoder: Path, settings: Any
+) -> None:
+    settings.SIFT_AUTO_FINETUNE = True
+    project = growing_project(alice, bob, tiny_encoder)
+    page = client_for(alice).get(f"/projects/{project.pk}/").content.decode()
+    assert "Fine-tunes by itself at 10 labels." in page
+
+    FineTuneRun.objects.create(
+        project=project, task_id="done-1", status="done", snapshot_at=timezone.now(),
+        item_ids=list(range(30)),
+    )  # fmt: skip
+    page = client_for(alice).get(f"/projects/{project.pk}/").content.decode()
+    assert "Fine-tunes by itself at 45 labels." in page  # 50% more than 30, and 10 more
+
+    Project.objects.filter(pk=project.pk).update(finetune_growth=0)
+    page = client_for(alice).get(f"/projects/{project.pk}/").content.decode()
+    assert "Fine-tunes only when asked (see Settings)." in page

@@ -19,7 +19,7 @@ from labeling.forms import LabelFormSet, ProjectForm, ProjectSettingsForm
 from labeling.models import Project, Role
 from labeling.services import progress_for
 from modeling.interface import STABLE_RUN, StopSetPredictions, stopping_advice
-from modeling.models import ModelState
+from modeling.models import FineTuneRun, ModelState
 from modeling.scheduling import (
     cancel_finetune,
     promote_version,
@@ -116,6 +116,7 @@ def model_status_context(project: Project) -> dict[str, object]:
         or queue_stale
         or bool(finetune_run and finetune_run.is_active()),
         "finetune_run": finetune_run,
+        "next_finetune_at": FineTuneRun.objects.next_automatic_at(project),
         "finetuned_versions": project.model_versions.filter(kind="finetune")[:8],
     }
 
