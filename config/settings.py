@@ -289,6 +289,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PAGINATION_CLASS": "labeling.api.pagination.IdCursorPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "labeling.api.errors.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 # ReDoc comes from the drf-spectacular-sidecar package, served as a static file like htmx.

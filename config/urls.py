@@ -33,3 +33,9 @@ urlpatterns = [
     path("api/v1/", include("labeling.api.urls")),
     path("", include("labeling.urls")),
 ]
+
+# Under /api/ every error is JSON; elsewhere Django's pages (labeling/api/errors.py).
+handler400 = "labeling.api.errors.bad_request"
+handler403 = "labeling.api.errors.permission_denied"
+handler404 = "labeling.api.errors.page_not_found"
+handler500 = "labeling.api.errors.server_error"

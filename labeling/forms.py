@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django import forms
@@ -12,6 +11,7 @@ from django.core.exceptions import ValidationError
 
 from labeling.models import Item, Label, Project, Role
 from labeling.parsers import FORMATS, Columns
+from labeling.validation import validate_name_text
 from modeling.interface import STRATEGY_NAMES
 
 
@@ -66,6 +66,8 @@ class ProjectForm(forms.ModelForm):
             raise ValidationError("Label names must be unique.")
         if any(len(name) > 100 for name in names):
             raise ValidationError("Label names are at most 100 characters.")
+        for name in names:
+            validate_name_text(name)
         return str(self.cleaned_data["labels"])
 
 
@@ -135,10 +137,8 @@ class ProjectSettingsForm(forms.ModelForm):
         ]
 
     def clean_encoder(self) -> str:
-        path = str(self.cleaned_data["encoder"]).strip()
-        if path and not (Path(path) / "config.json").is_file():
-            raise ValidationError(f"{path} is not a Hugging Face model folder (no config.json).")
-        return path
+        # The folder itself is checked by the model field (labeling/validation.py).
+        return str(self.cleaned_data["encoder"]).strip()
 
 
 class BaseLabelFormSet(forms.BaseModelFormSet):

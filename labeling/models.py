@@ -19,6 +19,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from labeling.validation import (
+    validate_color,
+    validate_encoder_folder,
+    validate_hotkey,
+    validate_name_text,
+)
+
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
@@ -75,7 +82,7 @@ class Role(models.TextChoices):
 
 
 class Project(models.Model):
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, unique=True, validators=[validate_name_text])
     instructions = models.TextField(blank=True)
     multi_label = models.BooleanField(default=False)
     overlap = models.PositiveSmallIntegerField(
@@ -105,6 +112,7 @@ class Project(models.Model):
     encoder = models.CharField(
         max_length=500,
         blank=True,
+        validators=[validate_encoder_folder],
         help_text="A local Hugging Face model folder; empty for the built-in all-MiniLM-L6-v2.",
     )
     random_control_share = models.FloatField(
@@ -187,9 +195,9 @@ class Project(models.Model):
 
 class Label(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
-    name = models.CharField(max_length=100)
-    hotkey = models.CharField(max_length=1, blank=True)
-    color = models.CharField(max_length=7, default=LABEL_COLORS[0])
+    name = models.CharField(max_length=100, validators=[validate_name_text])
+    hotkey = models.CharField(max_length=1, blank=True, validators=[validate_hotkey])
+    color = models.CharField(max_length=7, default=LABEL_COLORS[0], validators=[validate_color])
     description = models.TextField(
         blank=True, help_text="What the label means; items closest to it are served first."
     )
@@ -351,7 +359,7 @@ class ApiToken(models.Model):
     user = models.ForeignKey(
         django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
-    name = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=100, blank=True, validators=[validate_name_text])
     prefix = models.CharField(max_length=12)
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)

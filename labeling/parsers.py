@@ -46,6 +46,23 @@ EXPORT_COLUMNS = [
 EXPORT_ONLY_KEYS = frozenset(EXPORT_COLUMNS) - {"external_id", "text", "label"} | {"answers"}
 
 
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of lists and objects accepted in JSON input (a record, a settings value)."""
+
+
+def json_depth(value: object) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (a scalar is 0), counted
+    without recursion, so any depth is measured safely."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict | list):
+            deepest = max(deepest, depth + 1)
+            children = current.values() if isinstance(current, dict) else current
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 class ParseError(Exception):
     """The file as a whole cannot be read; nothing from it should be kept."""
 
@@ -139,8 +156,14 @@ def _read_jsonl(lines: _DecodedLines, columns: Columns) -> Iterator[Row | Reject
             continue
         try:
             record = json.loads(raw)
+            too_deep = json_depth(record) > MAX_JSON_DEPTH
         except json.JSONDecodeError as exc:
             yield Rejected(number, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            continue
+        except RecursionError:
+            too_deep = True
+        if too_deep:
+            yield Rejected(number, f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
             continue
         if not isinstance(record, dict):
             yield Rejected(number, "each line must be a JSON object")
@@ -229,17 +252,22 @@ def _checked(reader: Iterable[list[str]], lines: _DecodedLines) -> Iterator[tupl
         yield lines.number, values
 
 
+def _is_position(name: str) -> bool:
+    """ASCII digits only: "²" passes ``isdigit`` and fails ``int``."""
+    return name.isascii() and name.isdigit()
+
+
 def _positions(header: list[str], columns: Columns) -> tuple[list[int], int | None, int | None]:
     def find(name: str) -> int:
         if not header:
-            if not name.isdigit() or int(name) < 1:
+            if not _is_position(name) or int(name) < 1:
                 raise ParseError(
                     f"Column {name!r}: without a header, columns are given by position (1, 2, ...)."
                 )
             return int(name) - 1
         if name in header:
             return header.index(name)
-        if name.isdigit() and 1 <= int(name) <= len(header):
+        if _is_position(name) and 1 <= int(name) <= len(header):
             return int(name) - 1
         raise ParseError(f"Column {name!r} not found; the header has: {', '.join(header)}.")
 

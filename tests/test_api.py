@@ -37,6 +37,7 @@ from labeling.services import resolve_labels, submit_answer
 from labeling.tasks import deliver_webhook
 from labeling.webhook_delivery import DeliveryFailed, deliver
 from labeling.webhooks import fire
+from modeling.models import FineTuneRun
 from tests.conftest import RecordingBroker, add_items, client_for, make_project
 from tests.fixtures import finance_texts, sports_texts
 
@@ -121,6 +122,7 @@ ITEM = lambda w: w.url("item-detail", pk=w.project.items.first().pk)  # noqa: E7
 ANSWER = lambda w: w.url("annotation-detail", pk=w.bob_answer.pk)  # noqa: E731
 WEBHOOK = lambda w: w.url("webhook-detail", pk=w.fresh_webhook().pk)  # noqa: E731
 EXPORT_JOB = lambda w: reverse("export-job-detail", args=[w.export_job.pk])  # noqa: E731
+FINETUNE = lambda w: FineTuneRun.objects.create(project=w.project, task_id=w.unique("t"))  # noqa: E731
 
 # Every /api/v1/ operation: its URL, a valid body, and the status each persona gets.
 # Anonymous callers get 401 and revoked tokens 401 everywhere but the public schema and docs.
@@ -188,6 +190,20 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("export-job-detail", "GET"): Row(EXPORT_JOB, leads(200)),
     ("export-job-download", "GET"): Row(
         lambda w: reverse("export-job-download", args=[w.export_job.pk]), leads(200)
+    ),
+    ("finetune-list", "GET"): Row(lambda w: w.url("finetune-list"), members(200)),
+    # One fine-tune at a time: each request finds none under way (a second one gets 409).
+    ("finetune-list", "POST"): Row(
+        lambda w: (FineTuneRun.objects.filter(project=w.project).delete(), w.url("finetune-list"))[
+            1
+        ],
+        leads(202),
+    ),
+    ("finetune-detail", "GET"): Row(
+        lambda w: w.url("finetune-detail", pk=FINETUNE(w).pk), members(200)
+    ),
+    ("finetune-cancel", "POST"): Row(
+        lambda w: w.url("finetune-cancel", pk=FINETUNE(w).pk), leads(202)
     ),
     ("schema", "GET"): Row(lambda w: reverse("schema"), EVERYONE),
     ("api-docs", "GET"): Row(lambda w: reverse("api-docs"), EVERYONE),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
+
+from labeling.validation import parse_whole_number
 
 MAX_PAGE_SIZE = 1000
 
@@ -19,8 +22,7 @@ class IdCursorPagination(CursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-            raise ValidationError(
-                {"page_size": f"Must be a whole number from 1 to {MAX_PAGE_SIZE}."}
-            )
-        return int(raw)
+        try:
+            return parse_whole_number(raw, "page_size", 1, MAX_PAGE_SIZE)
+        except DjangoValidationError as exc:
+            raise ValidationError({"page_size": exc.messages}) from exc

@@ -9,7 +9,7 @@ from django.db import transaction
 from rest_framework import serializers
 
 from labeling.models import Annotation, Item, Label, Project
-from labeling.validation import contains_nul
+from labeling.validation import contains_nul, validate_name_text
 from modeling.interface import STRATEGY_NAMES
 from modeling.models import ModelVersion
 
@@ -46,7 +46,7 @@ class LabelSerializer(serializers.ModelSerializer):
 class ProjectSerializer(serializers.ModelSerializer):
     labels = LabelSerializer(many=True, read_only=True)
     label_names = serializers.ListField(
-        child=serializers.CharField(max_length=100),
+        child=serializers.CharField(max_length=100, validators=[validate_name_text]),
         write_only=True,
         required=False,
         help_text="On create: the label set, in hotkey order.",

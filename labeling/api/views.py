@@ -33,7 +33,7 @@ from labeling.models import Annotation, Item, Label, Lease, Project, Role
 from labeling.parsers import Columns
 from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import ClientIdConflict, resolve_labels, submit_answer
-from labeling.validation import contains_nul, parse_flag, parse_iso_time
+from labeling.validation import contains_nul, parse_flag, parse_iso_time, parse_whole_number
 from modeling.models import ModelState, ModelVersion
 from modeling.scheduling import request_retrain
 
@@ -226,9 +226,11 @@ class AnnotationViewSet(
         if params.get("annotator"):
             answers = answers.filter(annotator__username=params["annotator"])
         if params.get("item"):
-            if not params["item"].isdigit():
-                raise ValidationError({"item": "Must be an item id."})
-            answers = answers.filter(item_id=int(params["item"]))
+            try:
+                item_id = parse_whole_number(params["item"], "item", 1, 2**63 - 1)
+            except DjangoValidationError as exc:
+                raise ValidationError({"item": exc.messages}) from exc
+            answers = answers.filter(item_id=item_id)
         if params.get("since"):
             answers = answers.filter(updated_at__gte=_parse_time(params["since"]))
         return answers

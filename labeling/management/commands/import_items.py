@@ -17,7 +17,7 @@ from modeling.scheduling import request_retrain
 def find_project(reference: str) -> Project:
     """A project by id or by exact name."""
     project = None
-    if reference.isdigit():
+    if reference.isascii() and reference.isdigit():
         project = Project.objects.filter(pk=int(reference)).first()
     project = project or Project.objects.filter(name=reference).first()
     if project is None:
