@@ -25,6 +25,7 @@ its own --redis-url and --out). Prints a table and writes var/bench/scripted_ann
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -125,6 +126,13 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--control-share", type=float, default=0.1, help="the project's random-control share"
     )
+    parser.add_argument(
+        "--finetune",
+        action="store_true",
+        help="the live loop with automatic fine-tunes: a second worker on the fine-tuning queue "
+        "(as make run starts), the project's default fine-tune cadence; reports each fine-tune "
+        "and the head retrains that ran meanwhile (no labels-saved truth: spaces change)",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
     parser.add_argument(
         "--keep",
@@ -178,7 +186,20 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     log_path = Path(settings.VAR_DIR) / "scripted-worker.log"
     served_by_version: dict[int, int] = {}
     # The worker runs at normal priority: this measures the loop, not sharing with a web app.
-    with running_worker(log_path, extra_env={"SIFT_WORKER_NICENESS": "0"}):
+    finetuner = (
+        running_worker(
+            log_path.with_name("scripted-finetune-worker.log"),
+            queues="gpu",
+            extra_env={"SIFT_WORKER_NICENESS": "10"},
+        )
+        if args.finetune
+        else contextlib.nullcontext()
+    )
+    queues = "celery" if args.finetune else None
+    with (
+        running_worker(log_path, queues=queues, extra_env={"SIFT_WORKER_NICENESS": "0"}),
+        finetuner,
+    ):
         request_retrain(project)
         wait_for(
             lambda: ModelState.objects.filter(
@@ -214,6 +235,21 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
             )
 
         wait_for(trained_on_everything, 1800, "the last retrain")
+        if args.finetune:
+            wait_for(
+                lambda: not project.finetune_runs.filter(status__in=["queued", "running"]).exists(),
+                3600,
+                "the fine-tune under way",
+            )
+    if args.finetune:
+        return {
+            "dataset": args.dataset,
+            "answers": args.answers,
+            "items_served_per_model_version": {
+                str(k): v for k, v in sorted(served_by_version.items())
+            },
+            **_fine_tunes_and_retrains(project),
+        }
     latest = ModelVersion.objects.filter(project=project).first()
     assert latest is not None
     versions = ModelVersion.objects.filter(project=project).count()
@@ -236,6 +272,50 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         "live_reason": live.get("reason", ""),
         "live_curve_measured_on": live.get("measured_on"),
         **truth_figure,
+    }
+
+
+def _fine_tunes_and_retrains(project: object) -> dict[str, object]:
+    """Each fine-tune (labels, seconds, accuracy, promoted) and the head retrains that ran while
+    it trained; and the space the last head version worked in."""
+    from labeling.models import Project
+
+    assert isinstance(project, Project)
+    heads = list(project.model_versions.filter(kind="head").order_by("number"))
+    tunes = []
+    for run in project.finetune_runs.order_by("created_at"):
+        version = run.version
+        during = [
+            v.number
+            for v in heads
+            if run.started_at
+            and run.finished_at
+            and run.started_at <= v.created_at <= run.finished_at
+        ]
+        tunes.append(
+            {
+                "status": run.status,
+                "requested_by": run.requested_by.username if run.requested_by else None,
+                "labels": len(run.item_ids),
+                "seconds": (run.finished_at - run.started_at).total_seconds()
+                if run.started_at and run.finished_at
+                else None,
+                "version": version.number if version else None,
+                "evaluation_accuracy": version.metrics.get("evaluation", {}).get("accuracy")
+                if version
+                else None,
+                "promoted": version.promoted if version else None,
+                "head_versions_while_it_trained": during,
+            }
+        )
+    last = heads[-1] if heads else None
+    return {
+        "fine_tunes": tunes,
+        "head_versions": len(heads),
+        "last_head_space": last.encoder if last else None,
+        "last_head_evaluation_accuracy": last.metrics.get("evaluation", {}).get("accuracy")
+        if last
+        else None,
     }
 
 
