@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from labeling.models import Item, Label, Project, Role
 from labeling.parsers import FORMATS, Columns
+from labeling.uploads import UploadTooLarge, check_upload_size, upload_limit
 from labeling.validation import validate_name_text
 from modeling.interface import STRATEGY_NAMES
 
@@ -78,15 +78,32 @@ class ImportForm(forms.Form):
     )
     text_column = forms.CharField(required=False, help_text="Default: 'text'.")
     label_column = forms.CharField(required=False, help_text="Default: 'label', if present.")
-    id_column = forms.CharField(required=False, help_text="Default: 'id', if present.")
+    id_column = forms.CharField(
+        required=False, help_text="Default: 'external_id' or 'id', if present."
+    )
     no_header = forms.BooleanField(required=False, label="The first row is data, not a header")
+
+    def __init__(self, *args: Any, upload_problem: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = f"At most {upload_limit()}."
+        # The upload was refused as it came in (labeling/uploads.py): say why, not "required".
+        self.upload_problem = upload_problem
+        self.fields["file"].required = upload_problem is None
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]
-        if upload.size > settings.SIFT_MAX_UPLOAD_BYTES:
-            limit_mb = settings.SIFT_MAX_UPLOAD_BYTES // (1024 * 1024)
-            raise ValidationError(f"The file is larger than the {limit_mb} MB upload limit.")
+        if upload is not None:
+            try:
+                check_upload_size(upload.size)
+            except UploadTooLarge as exc:
+                raise ValidationError(str(exc)) from exc
         return upload
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.upload_problem is not None:
+            raise ValidationError(self.upload_problem)
+        return data
 
     def columns(self) -> Columns:
         text = self.cleaned_data["text_column"]

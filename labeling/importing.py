@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -50,19 +50,26 @@ class ImportReport:
             self.rejections.append(Rejected(line, reason))
 
 
-def import_items(project: Project, stream: BinaryIO, fmt: str, columns: Columns) -> ImportReport:
+def import_items(
+    project: Project, stream: Iterable[bytes], fmt: str, columns: Columns
+) -> ImportReport:
     """Import every valid record of the file into the project.
 
     Invalid records are rejected with their line number and reason; duplicate texts (already
     in the project or earlier in the file) are counted and skipped. Labels in the file become
     answers by the "imported" pseudo-annotator. A problem with the file as a whole raises
     ImportFailed and leaves the project exactly as it was.
+
+    Imports into one project run one at a time: two at once, sharing texts, would each find
+    the other's rows missing and then collide on them (or deadlock) when inserting.
     """
     report = ImportReport()
     labels = {label.name: label for label in project.labels.all()}
     importer = imported_annotator()
     try:
         with transaction.atomic():
+            # Waits here while another import into the project runs, until it commits.
+            Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
             valid = _validated(read_rows(stream, fmt, columns), project, labels, report)
             for batch in _batches(valid, BATCH_SIZE):
                 _store_batch(project, batch, labels, importer, report)
@@ -85,7 +92,10 @@ def _validated(
         text = normalize_text(record.text)
         if not text:
             report.reject(record.line, "empty text")
-        elif contains_nul(text) or contains_nul(record.metadata) or contains_nul(record.labels):
+        elif any(
+            contains_nul(value)
+            for value in (text, record.external_id, record.metadata, record.labels)
+        ):
             report.reject(record.line, "contains a NUL character")
         elif len(text) > max_chars:
             report.reject(

@@ -12,7 +12,8 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import BinaryIO
+
+from labeling.csv_safety import FORMULA_STARTS
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 _EXTENSIONS = {
@@ -103,7 +104,7 @@ def guess_format(filename: str) -> str:
     return _EXTENSIONS[suffix]
 
 
-def read_rows(stream: BinaryIO, fmt: str, columns: Columns) -> Iterator[Row | Rejected]:
+def read_rows(stream: Iterable[bytes], fmt: str, columns: Columns) -> Iterator[Row | Rejected]:
     """Yield the records of a UTF-8 file in the given format."""
     if fmt not in FORMATS:
         raise ParseError(f"Unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
@@ -118,7 +119,7 @@ def read_rows(stream: BinaryIO, fmt: str, columns: Columns) -> Iterator[Row | Re
 class _DecodedLines:
     """Decodes a binary stream line by line, remembering lines that are not valid UTF-8."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Iterable[bytes]) -> None:
         self._stream = stream
         self.undecodable: dict[int, str] = {}
         self.number = 0
@@ -200,6 +201,8 @@ def _read_delimited(
     else:
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
     rows = _checked(reader, lines)
+    if delimiter == ",":
+        rows = ((number, _unquoted(values)) for number, values in rows)
     header: list[str] = []
     if columns.has_header:
         first = next(rows, None)
@@ -252,6 +255,15 @@ def _checked(reader: Iterable[list[str]], lines: _DecodedLines) -> Iterator[tupl
         yield lines.number, values
 
 
+def _unquoted(values: list[str]) -> list[str]:
+    """The cells as they were before Sift's CSV export put a ' before those a spreadsheet would
+    run as a formula (labeling/csv_safety.py), so an export imports back as it was."""
+    return [
+        value[1:] if value[:1] == "'" and value[1:].startswith(FORMULA_STARTS) else value
+        for value in values
+    ]
+
+
 def _is_position(name: str) -> bool:
     """ASCII digits only: "²" passes ``isdigit`` and fails ``int``."""
     return name.isascii() and name.isdigit()
@@ -284,7 +296,8 @@ def _positions(header: list[str], columns: Columns) -> tuple[list[int], int | No
             f"No 'text' column; pass the text column. The header has: {', '.join(header)}."
         )
     label_name = columns.label or next((n for n in ("label", "labels") if n in header), None)
-    id_name = columns.external_id or ("id" if "id" in header else None)
+    # As in JSONL: a Sift export has both, and its "id" is the old project's item id.
+    id_name = columns.external_id or next((n for n in ("external_id", "id") if n in header), None)
     return (
         text_at,
         find(label_name) if label_name else None,

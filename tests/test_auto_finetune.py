@@ -127,6 +127,7 @@ def test_labels_that_arrive_during_a_fine_tune_make_the_next_one(
         report(run, done, total)
 
     monkeypatch.setattr(finetune_service, "_progress", held_progress)
+
     def work() -> None:
         try:
             finetune_service.finetune(project.pk, first.task_id)

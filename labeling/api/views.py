@@ -12,7 +12,12 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    ParseError,
+    PermissionDenied,
+    ValidationError,
+)
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -33,6 +38,7 @@ from labeling.models import Annotation, Item, Label, Lease, Project, Role
 from labeling.parsers import Columns
 from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import ClientIdConflict, resolve_labels, submit_answer
+from labeling.uploads import UploadTooLarge, check_upload_size, declared_length, whole_body
 from labeling.validation import contains_nul, parse_flag, parse_iso_time, parse_whole_number
 from modeling.models import ModelState, ModelVersion
 from modeling.scheduling import request_retrain
@@ -41,6 +47,11 @@ from modeling.scheduling import request_retrain
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
 
 
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
@@ -159,17 +170,28 @@ class ItemViewSet(
             "application/json": {"type": "array", "items": {"type": "object"}},
             "application/x-ndjson": {"type": "string"},
         },
-        responses={201: ImportReportSerializer, 400: OpenApiResponse(description="Bad file")},
+        responses={
+            201: ImportReportSerializer,
+            400: OpenApiResponse(description="Bad file, or a body cut short"),
+            413: OpenApiResponse(description="Over the upload limit"),
+        },
         description=(
             "Add items: a JSON list of objects, or a JSONL body (one object per line, "
-            "streamed, for any size). Each object has `text` and optionally `label`/`labels`, "
-            "`id` and other keys kept as metadata."
+            "streamed), up to SIFT_MAX_UPLOAD_BYTES. Each object has `text` and optionally "
+            "`label`/`labels`, `id` and other keys kept as metadata. All or nothing: a body "
+            "shorter than its Content-Length imports nothing."
         ),
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        declared = declared_length(request._request)
+        try:
+            check_upload_size(declared)  # before a byte of the body is read
+        except UploadTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from exc
         content_type = (request.content_type or "").split(";")[0].strip()
         if content_type in JSONL_TYPES:
-            stream: Any = request._request  # Django's request iterates its body line by line.
+            # Django's request iterates its body line by line; a body cut short fails the import.
+            stream: Any = whole_body(request._request, declared)
         else:
             records = request.data
             if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
@@ -178,7 +200,7 @@ class ItemViewSet(
         try:
             report = import_items(self.project, stream, "jsonl", Columns())
         except ImportFailed as exc:
-            raise ValidationError(str(exc)) from exc
+            raise ParseError(str(exc)) from exc
         if report.imported:
             request_retrain(self.project)
         return Response(_report(report), status=status.HTTP_201_CREATED)
