@@ -18,9 +18,15 @@ if TYPE_CHECKING:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def looks_like_formula(value: str) -> bool:
+    """Text a spreadsheet would run, or one that only quotes in front keep from it: a text that
+    itself starts with `'=` gets its own `'` too, so the import takes exactly one off."""
+    return value.lstrip("'").startswith(FORMULA_STARTS)
+
+
 def spreadsheet_safe(value: object) -> object:
     """The cell with a `'` in front when it is text that starts like a formula, else as it is."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and looks_like_formula(value):
         return f"'{value}"
     return value
 

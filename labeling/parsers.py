@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from labeling.csv_safety import FORMULA_STARTS
+from labeling.csv_safety import looks_like_formula
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 _EXTENSIONS = {
@@ -259,8 +259,7 @@ def _unquoted(values: list[str]) -> list[str]:
     """The cells as they were before Sift's CSV export put a ' before those a spreadsheet would
     run as a formula (labeling/csv_safety.py), so an export imports back as it was."""
     return [
-        value[1:] if value[:1] == "'" and value[1:].startswith(FORMULA_STARTS) else value
-        for value in values
+        value[1:] if looks_like_formula(value) and value[:1] == "'" else value for value in values
     ]
 
 

@@ -410,7 +410,14 @@ def test_a_nul_in_an_id_rejects_only_that_row(alice: User) -> None:
 
 def test_a_csv_export_imports_back_without_the_spreadsheet_quotes(alice: User) -> None:
     project = make_project(alice)
-    texts = ["=1+1 is two", "+44 20 7946 0000 called", "-5 stars", "@sift rocks", "'quoted' film"]
+    texts = [
+        "=1+1 is two",
+        "+44 20 7946 0000 called",
+        "-5 stars",
+        "@sift rocks",
+        "'quoted' film",
+        "'=already quoted",
+    ]
     add_items(project, texts)
     for item in project.items.all():
         item.external_id = f"={item.pk}" if item.text.startswith("=") else f"r-{item.pk}"
@@ -428,7 +435,7 @@ def test_a_csv_export_imports_back_without_the_spreadsheet_quotes(alice: User) -
     response = upload_as(alice, copy, "reviews.csv", csv_bytes)
 
     assert response.status_code == 200
-    assert "imported 5, duplicates 0, rejected 0" in response.content.decode()
+    assert "imported 6, duplicates 0, rejected 0" in response.content.decode()
     assert set(copy.items.values_list("text", "external_id")) == set(
         project.items.values_list("text", "external_id")
     )
@@ -447,7 +454,7 @@ def test_only_the_quote_the_export_adds_is_taken_off(alice: User) -> None:
     assert set(Item.objects.filter(project=project).values_list("text", flat=True)) == {
         "=SUM(A1)",
         "@home",
-        "''=two quotes",
+        "'=two quotes",  # a text "'=two quotes" exported as "''=two quotes"
         "'plain quote",
         "'",
     }
