@@ -236,10 +236,21 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 
         wait_for(trained_on_everything, 1800, "the last retrain")
         if args.finetune:
+            # The fine-tune under way (a follow-up it queues is left to wait), then one more
+            # head retrain, which works in the space of the last promoted fine-tune.
             wait_for(
-                lambda: not project.finetune_runs.filter(status__in=["queued", "running"]).exists(),
+                lambda: not project.finetune_runs.filter(status="running").exists(),
                 3600,
                 "the fine-tune under way",
+            )
+            project.finetune_runs.filter(status="queued").update(status="cancelled")
+            last = ModelVersion.objects.filter(project=project).first()
+            assert last is not None
+            request_retrain(project)
+            wait_for(
+                lambda: project.model_versions.filter(kind="head", number__gt=last.number).exists(),
+                1800,
+                "a head retrain after the last fine-tune",
             )
     if args.finetune:
         return {
