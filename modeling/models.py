@@ -69,6 +69,10 @@ class EmbeddingChunk(models.Model):
         return ids, vectors
 
 
+# The name of a fine-tuned version's embedding space is the encoder's name, this, its number.
+ADAPTED_SPACE_MARK = "+finetune-v"
+
+
 class ModelVersion(models.Model):
     """One trained model of a project and what it cost."""
 
@@ -112,6 +116,12 @@ class ModelVersion(models.Model):
         """The metrics the worker stored, typed (see modeling/metrics.py)."""
         metrics: VersionMetrics = self.metrics
         return metrics
+
+    def adapted_by(self) -> int | None:
+        """The fine-tuned version whose encoder embedded what this version learned from (its
+        space is `<encoder>+finetune-v<N>`), or None for the encoder as it came."""
+        _, mark, number = self.encoder.rpartition(ADAPTED_SPACE_MARK)
+        return int(number) if mark and number.isascii() and number.isdigit() else None
 
 
 FINETUNE_MODEL = "modeling.tasks.finetune_model"

@@ -239,6 +239,8 @@ def test_after_a_promoted_fine_tune_the_head_works_in_its_adapted_space(
     head = refresh_model(project.pk, run_id="retrain-2")
     assert head is not None
     assert head.encoder == adapted  # the version says which space its figures are about
+    page = client_for(alice).get(f"/projects/{project.pk}/").content.decode()
+    assert f"on the encoder fine-tuned in v{first.number}" in page
 
     second = finetune_service.finetune(project.pk, "task-2")  # warm-started from the first
     assert second is not None

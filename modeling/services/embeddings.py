@@ -14,7 +14,7 @@ import numpy.typing as npt
 from labeling.models import Item, Project
 from modeling.core.checkpoints import load
 from modeling.core.encoders import DEFAULT_ENCODER_NAME, TextEncoder
-from modeling.models import EmbeddingChunk, ModelVersion
+from modeling.models import ADAPTED_SPACE_MARK, EmbeddingChunk, ModelVersion
 
 CHUNK_SIZE = 512
 # Projects whose embeddings a worker process keeps in memory; the longest unused goes first.
@@ -33,9 +33,6 @@ class Space:
     weights: str = ""
 
 
-ADAPTED = "+finetune-v"
-
-
 def base_space(project: Project) -> Space:
     return Space(project.encoder.strip() or DEFAULT_ENCODER_NAME, project.encoder.strip())
 
@@ -43,7 +40,9 @@ def base_space(project: Project) -> Space:
 def adapted_space(project: Project, version: ModelVersion) -> Space:
     """The space of a fine-tuned version's own encoder."""
     base = base_space(project)
-    return Space(f"{base.name}{ADAPTED}{version.number}", base.path, version.weights_path)
+    return Space(
+        f"{base.name}{ADAPTED_SPACE_MARK}{version.number}", base.path, version.weights_path
+    )
 
 
 def current_space(project: Project) -> Space:
