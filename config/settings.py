@@ -256,6 +256,9 @@ SIFT_FINETUNE_EPOCHS = env_int("SIFT_FINETUNE_EPOCHS", 3, minimum=1)
 SIFT_FINETUNE_MAX_LENGTH = env_int("SIFT_FINETUNE_MAX_LENGTH", 128, minimum=8)
 SIFT_FINETUNE_BATCH_SIZE = env_int("SIFT_FINETUNE_BATCH_SIZE", 16, minimum=1)
 SIFT_FINETUNE_CHECKPOINT_STEPS = env_int("SIFT_FINETUNE_CHECKPOINT_STEPS", 50, minimum=1)
+# A promoted fine-tune re-embeds and scores a larger pool in shards of this many items, one task
+# each on the fine-tuning queue, spread over its workers (modeling/services/rescoring.py).
+SIFT_SCORING_SHARD_ITEMS = env_int("SIFT_SCORING_SHARD_ITEMS", 5000, minimum=1)
 # Projects fine-tune by themselves as their labels grow (their finetune_growth setting); off
 # here, only when a lead or a script asks.
 SIFT_AUTO_FINETUNE = env_bool("SIFT_AUTO_FINETUNE", True)
@@ -267,6 +270,7 @@ CELERY_TASK_ROUTES = {
     "modeling.tasks.resume_retrains": {"queue": SIFT_TRAINING_QUEUE},
     "modeling.tasks.finetune_model": {"queue": SIFT_FINETUNE_QUEUE},
     "modeling.tasks.rescore_pool": {"queue": SIFT_FINETUNE_QUEUE},
+    "modeling.tasks.score_shard": {"queue": SIFT_FINETUNE_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -69,6 +69,41 @@ class EmbeddingChunk(models.Model):
         return ids, vectors
 
 
+class ScoringShard(models.Model):
+    """One slice of a project's items that a worker embeds and scores for a promoted fine-tuned
+    version; the queue is written once, by whichever shard finishes last (a fan-in through the
+    database: no result backend, and a half-scored pool never reaches annotators)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    version_number = models.PositiveIntegerField()
+    index = models.PositiveIntegerField()
+    total = models.PositiveIntegerField()
+    item_ids = models.BinaryField()
+    # Pool items of the slice (unlabeled ones) and their probabilities, once scored.
+    scored_ids = models.BinaryField(default=b"")
+    probabilities = models.BinaryField(default=b"")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "version_number", "index"], name="unique_scoring_shard"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"shard {self.index + 1}/{self.total} of {self.project} v{self.version_number}"
+
+    def ids(self) -> npt.NDArray[np.int64]:
+        return np.frombuffer(bytes(self.item_ids), dtype="<i8")
+
+    def scores(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """(pool item ids, their probabilities ``(n, n_classes)``) of a finished shard."""
+        ids = np.frombuffer(bytes(self.scored_ids), dtype="<i8")
+        flat = np.frombuffer(bytes(self.probabilities), dtype="<f8")
+        return ids, flat.reshape(len(ids), -1) if len(ids) else flat.reshape(0, 0)
+
+
 # The name of a fine-tuned version's embedding space is the encoder's name, this, its number.
 ADAPTED_SPACE_MARK = "+finetune-v"
 

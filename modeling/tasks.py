@@ -12,7 +12,7 @@ from celery import Task, shared_task
 from django.utils import timezone
 
 from modeling.models import QUEUED_PATIENCE, ModelState
-from modeling.services import finetune, refresh
+from modeling.services import finetune, refresh, rescoring
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -32,7 +32,13 @@ def finetune_model(self: Task, project_id: int) -> int | None:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def rescore_pool(project_id: int, version_number: int) -> None:
     """Rank the queue with a fine-tuned version a lead promoted."""
-    finetune.rescore_pool(project_id, version_number)
+    rescoring.rescore_pool(project_id, version_number)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def score_shard(project_id: int, version_number: int, index: int) -> None:
+    """Embed and score one shard of a promoted fine-tune's pool; the last one writes the queue."""
+    rescoring.score_shard(project_id, version_number, index)
 
 
 @shared_task(acks_late=True)

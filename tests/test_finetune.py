@@ -21,6 +21,7 @@ from modeling.models import EmbeddingChunk, FineTuneRun, ModelVersion
 from modeling.promotion import mark_forced, promotion_decision
 from modeling.scheduling import request_finetune
 from modeling.services import finetune as finetune_service
+from modeling.services import rescoring
 from modeling.services.embeddings import load_embeddings
 from modeling.services.refresh import refresh_model
 from tests.conftest import client_for, label, make_project, make_topics_project, topic_of
@@ -246,7 +247,7 @@ def test_after_a_promoted_fine_tune_the_head_works_in_its_adapted_space(
     assert second is not None
     if not second.promoted:  # held back by its evaluation: Alice promotes it anyway
         mark_forced(second)
-        finetune_service.rescore_pool(project.pk, second.number)
+        rescoring.rescore_pool(project.pk, second.number)
 
     newer = f"{tiny_encoder}+finetune-v{second.number}"
     # The first version's copy of every vector is gone; the encoder as it came stays.

@@ -128,14 +128,20 @@ def load_embeddings(
 
 
 def ensure_embeddings(
-    project: Project, progress: Progress | None = None, space: Space | None = None
+    project: Project,
+    progress: Progress | None = None,
+    space: Space | None = None,
+    only: npt.NDArray[np.int64] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Embed the project's items that have no embedding yet in ``space`` (the current one by
-    default); return those of current items."""
+    default); return those of current items (of ``only`` these, when given)."""
     space = space or current_space(project)
     name = space.name
     ids, vectors = load_embeddings(project, name)
-    current = list(Item.objects.filter(project=project).values_list("id", flat=True))
+    items = Item.objects.filter(project=project)
+    if only is not None:
+        items = items.filter(pk__in=only.tolist())
+    current = list(items.values_list("id", flat=True))
     have = set(ids.tolist())
     missing = [item_id for item_id in current if item_id not in have]
     if missing:

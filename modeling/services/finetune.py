@@ -13,26 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from labeling.models import Item, Label, Project
 from modeling.core.checkpoints import CHECKPOINT_NAME, load, save_atomic
-from modeling.core.encoders import default_encoder_path
-from modeling.core.energy import EnergyMeter
 from modeling.core.finetuning import (
     CancelCallback,
-    FineTuneConfig,
     FineTunedClassifier,
+    MeanPooledClassifier,
     ProgressCallback,
-    TokenCache,
     TrainingCancelled,
     TrainingResult,
-    state_pooling,
 )
-from modeling.core.strategies import BaldStrategy, QueryStrategy
 from modeling.metrics import Evaluation
 from modeling.models import (
     HEARTBEAT_SECONDS,
@@ -44,34 +38,14 @@ from modeling.models import (
 from modeling.promotion import announce_promotion, promotion_decision
 from modeling.services import version_metrics
 from modeling.services.embeddings import (
-    adapted_space,
-    adopt_space,
     encoder_name,
-    ensure_embeddings,
 )
 from modeling.services.heartbeat import Heartbeat
-from modeling.services.queue_ranking import rank_queue, strategy_for
-from modeling.services.queue_writer import replace_queue
-from modeling.services.training_data import evaluation_set, pool_rows, training_set
+from modeling.services.rescoring import rescore_pool
+from modeling.services.training_data import evaluation_set, training_set
+from modeling.services.transformer import KIND, encoder_path, finetune_config, token_caches
 
 log = logging.getLogger(__name__)
-
-KIND = "finetune"
-
-# Tokenization per (encoder folder, max length), kept for the worker process's lifetime.
-_token_caches: dict[tuple[str, int], TokenCache] = {}
-
-
-def finetune_config() -> FineTuneConfig:
-    """The deployment's hyper-parameters (settings), FineTuneConfig's defaults for the rest."""
-    return FineTuneConfig(
-        epochs=settings.SIFT_FINETUNE_EPOCHS,
-        max_length=settings.SIFT_FINETUNE_MAX_LENGTH,
-        batch_size=settings.SIFT_FINETUNE_BATCH_SIZE,
-        checkpoint_every_steps=settings.SIFT_FINETUNE_CHECKPOINT_STEPS,
-        min_steps=settings.SIFT_FINETUNE_MIN_STEPS,
-        device=settings.SIFT_TRAINING_DEVICE,
-    )
 
 
 def run_folder(run: FineTuneRun) -> Path:
@@ -193,7 +167,7 @@ def _train_version(project: Project, run: FineTuneRun) -> ModelVersion:
     classifier = FineTunedClassifier(
         len(labels),
         multi_label=project.multi_label,
-        model_path=_encoder_path(project),
+        model_path=encoder_path(project),
         config=config,
         init_state=warm,
         callbacks=[
@@ -203,7 +177,7 @@ def _train_version(project: Project, run: FineTuneRun) -> ModelVersion:
             ),
         ],
         checkpoint_dir=folder,
-        token_cache=_token_caches.get((str(_encoder_path(project)), config.max_length)),
+        token_cache=token_caches.get((str(encoder_path(project)), config.max_length)),
         stated_watts=settings.SIFT_DEVICE_WATTS or None,
     )
     started = time.perf_counter()
@@ -212,7 +186,7 @@ def _train_version(project: Project, run: FineTuneRun) -> ModelVersion:
     result = classifier.result
     assert result is not None
     assert classifier.token_cache is not None
-    _token_caches[(str(_encoder_path(project)), config.max_length)] = classifier.token_cache
+    token_caches[(str(encoder_path(project)), config.max_length)] = classifier.token_cache
 
     control = evaluation_set(project, labels)
     control_texts = dict(Item.objects.filter(pk__in=control.item_ids).values_list("id", "text"))
@@ -227,7 +201,10 @@ def _train_version(project: Project, run: FineTuneRun) -> ModelVersion:
     )
     weights = folder / "weights.pt"
     save_atomic(classifier.state_dict(), weights)
-    return _record_version(project, run, labels, result, evaluation, train_seconds, weights)
+    pooling = "mean" if isinstance(classifier.model, MeanPooledClassifier) else "cls"
+    return _record_version(
+        project, run, labels, result, evaluation, train_seconds, weights, pooling
+    )
 
 
 def _fix_training_set(project: Project, run: FineTuneRun, labels: list[Label]) -> None:
@@ -256,10 +233,6 @@ def _weights_of(project: Project, number: int | None) -> dict[str, Any] | None:
     return load(Path(version.weights_path))
 
 
-def _encoder_path(project: Project) -> Path:
-    return Path(project.encoder.strip()) if project.encoder.strip() else default_encoder_path()
-
-
 def _progress(run: FineTuneRun, done: int, total: int) -> None:
     FineTuneRun.objects.filter(pk=run.pk).update(step=done, total_steps=total)
 
@@ -272,6 +245,7 @@ def _record_version(
     evaluation: Evaluation,
     train_seconds: float,
     weights: Path,
+    pooling: str,
 ) -> ModelVersion:
     """Store the version and decide on promotion, in one transaction with the run."""
     price = float(settings.SIFT_PRICE_PER_DEVICE_HOUR)
@@ -316,6 +290,7 @@ def _record_version(
                     "resumed_from_step": result.resumed_from_step,
                     "warm_start_version": run.warm_start_version,
                     "padding_fraction": result.padding_fraction,
+                    "pooling": pooling,
                 },
             },
         )
@@ -325,102 +300,3 @@ def _record_version(
         if version.promoted:
             announce_promotion(version)
     return version
-
-
-def rescore_pool(project_id: int, version_number: int) -> None:
-    """Score the unlabeled pool with a promoted fine-tuned version and rank the queue by it.
-
-    Skipped when a newer promoted version has ranked the queue meanwhile. Until it is done,
-    queue entries from an older version show as stale.
-    """
-    project = Project.objects.filter(pk=project_id).first()
-    version = (
-        project.model_versions.filter(number=version_number, kind=KIND).first() if project else None
-    )
-    if project is None or version is None or not version.promoted:
-        return
-    labels = list(project.labels.all())
-    config = finetune_config()
-    weights = load(Path(version.weights_path)) or {}
-    classifier = FineTunedClassifier(
-        len(labels),
-        multi_label=project.multi_label,
-        model_path=_encoder_path(project),
-        config=config,
-        token_cache=_token_caches.get((str(_encoder_path(project)), config.max_length)),
-    ).load_state(weights)
-    started = time.perf_counter()
-    meter = EnergyMeter(str(classifier.device), settings.SIFT_DEVICE_WATTS or None)
-    meter.start()
-    # The pool is re-embedded by the version's own encoder (a model from before LP-FT has no
-    # mean-pooled encoder to embed with): head retrains and strategies then work in the space
-    # it adapted to the labels.
-    if weights and state_pooling(weights) == "mean":
-        space = adapted_space(project, version)
-        ids, vectors = ensure_embeddings(project, space=space)
-        adopt_space(project, version, space)
-    else:
-        ids, vectors = ensure_embeddings(project)
-    pool = pool_rows(project, ids)
-    if len(pool) == 0:
-        return  # everything is labeled: nothing to rank
-    texts = dict(Item.objects.filter(pk__in=ids[pool].tolist()).values_list("id", "text"))
-    pool_texts = np.array([texts[int(i)] for i in ids[pool]], dtype=object)
-    probabilities = classifier.predict_proba(pool_texts)
-    strategy: QueryStrategy = (
-        BaldStrategy(classifier.predict_proba_samples(pool_texts))
-        if project.strategy == "bald"
-        else strategy_for(project)
-    )
-    ranked = rank_queue(
-        project,
-        labels,
-        ids,
-        vectors,
-        pool,
-        probabilities,
-        training_set(project, labels),
-        np.random.default_rng(version.number),
-        strategy,
-    )
-    score_seconds = time.perf_counter() - started
-    energy = meter.stop(score_seconds)
-    _write_ranking(
-        project,
-        version,
-        ids,
-        ranked.order,
-        ranked.probabilities,
-        labels,
-        len(pool),
-        score_seconds,
-        energy,
-    )
-
-
-def _write_ranking(
-    project: Project,
-    version: ModelVersion,
-    ids: npt.NDArray[np.int64],
-    order: npt.NDArray[np.intp],
-    probabilities: dict[int, npt.NDArray[np.floating]],
-    labels: list[Label],
-    pool_size: int,
-    score_seconds: float,
-    energy_wh: float | None,
-) -> None:
-    price = float(settings.SIFT_PRICE_PER_DEVICE_HOUR)
-    with transaction.atomic():
-        state = ModelState.objects.locked(project)
-        version.refresh_from_db()
-        version.score_seconds += score_seconds
-        version.pool_size = pool_size
-        if version.energy_wh is not None and energy_wh is not None:
-            version.energy_wh += energy_wh
-        version.cost = price * (version.train_seconds + version.score_seconds) / 3600
-        version.save(update_fields=["score_seconds", "pool_size", "energy_wh", "cost"])
-        newer = project.model_versions.filter(number__gt=version.number, promoted=True)
-        if newer.exists():
-            log.info("Not ranking project %s by v%s: a newer version did", project.pk, version)
-            return
-        replace_queue(project, state, ids, order, probabilities, version.number, labels)

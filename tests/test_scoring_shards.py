@@ -1,0 +1,91 @@
+"""A promoted fine-tune scores a large pool in shards, and the queue changes only once all are in.
+
+Alice leads, Bob has answered 40 of 60 items. Shards of 15 items make four tasks for the
+fine-tuning queue (recorded here; each runs in this process on a tiny BERT, tests/fixtures.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from django.contrib.auth.models import User
+
+from config.celery import app as celery_app
+from labeling.models import Item, QueueEntry, Role
+from modeling.models import ScoringShard
+from modeling.services import finetune as finetune_service
+from modeling.services import rescoring
+from modeling.services.embeddings import SPACE_KEY
+from tests.conftest import RecordingBroker, label, make_topics_project, topic_of
+from tests.fixtures import tiny_bert
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("tiny-encoder-shards"))
+
+
+@pytest.fixture
+def sharded(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RecordingBroker:
+    settings.SIFT_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    settings.SIFT_TRAINING_DEVICE = "cpu"
+    settings.SIFT_FINETUNE_MAX_LENGTH = 32
+    settings.SIFT_FINETUNE_BATCH_SIZE = 4
+    settings.SIFT_FINETUNE_MIN_STEPS = 4
+    settings.SIFT_SCORING_SHARD_ITEMS = 15
+    broker = RecordingBroker()
+    monkeypatch.setattr(celery_app, "send_task", broker.send_task)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield broker
+    torch.set_num_threads(threads)
+
+
+def test_the_queue_is_written_once_when_the_last_shard_is_scored(
+    alice: User,
+    bob: User,
+    tiny_encoder: Path,
+    sharded: RecordingBroker,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    project = make_topics_project(
+        alice, (bob, Role.ANNOTATOR), per_topic=30, encoder=str(tiny_encoder)
+    )
+    items = list(project.items.order_by("pk"))
+    for item in items[:20] + items[30:50]:
+        label(project, bob, item, topic_of(item))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        version = finetune_service.finetune(project.pk, "task-1")
+
+    assert version is not None
+    assert version.promoted
+    shard_tasks = [args for name, args in sharded.sent if name == rescoring.SCORE_SHARD]
+    assert shard_tasks == [(project.pk, version.number, index) for index in range(4)]
+    assert ScoringShard.objects.filter(project=project).count() == 4
+    ranked_by_it = QueueEntry.objects.filter(project=project, model_version=version.number)
+    assert not ranked_by_it.exists()
+
+    for index in range(3):
+        rescoring.score_shard(project.pk, version.number, index)
+        # Three of four shards in: annotators still get the queue as it was.
+        assert not ranked_by_it.exists()
+    rescoring.score_shard(project.pk, version.number, 1)  # a redelivered shard: no harm
+
+    rescoring.score_shard(project.pk, version.number, 3)
+
+    unanswered = set(
+        Item.objects.filter(project=project, answer_count=0).values_list("pk", flat=True)
+    )
+    assert set(ranked_by_it.values_list("item_id", flat=True)) == unanswered  # all 20, once
+    assert not ScoringShard.objects.filter(project=project).exists()
+    version.refresh_from_db()
+    assert SPACE_KEY in version.metrics  # every item has a vector in its adapted space
+    assert version.pool_size == 20
+
+    rescoring.score_shard(project.pk, version.number, 3)  # late redelivery after the write
+    assert ranked_by_it.count() == 20
