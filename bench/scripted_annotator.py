@@ -306,6 +306,7 @@ def _fine_tunes_and_retrains(project: object) -> dict[str, object]:
         tunes.append(
             {
                 "status": run.status,
+                "last_error": run.last_error,
                 "requested_by": run.requested_by.username if run.requested_by else None,
                 "labels": len(run.item_ids),
                 "seconds": (run.finished_at - run.started_at).total_seconds()
