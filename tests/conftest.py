@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import torch
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
@@ -61,6 +63,29 @@ class RecordingBroker:
         if self.error is not None:
             raise self.error
         self.sent.append((name, tuple(args)))
+
+
+@pytest.fixture
+def recorded_broker(monkeypatch: pytest.MonkeyPatch) -> RecordingBroker:
+    """The broker, recording what the code under test sends instead of sending it."""
+    broker = RecordingBroker()
+    monkeypatch.setattr("config.celery.app.send_task", broker.send_task)
+    return broker
+
+
+@pytest.fixture
+def small_fine_tunes(settings: Any, tmp_path: Any) -> Iterator[Any]:
+    """Fine-tunes in this process that take a second on a tiny BERT: CPU, short texts, small
+    batches, 4 optimizer steps, one torch thread (see tests/modeling/test_finetuning.py)."""
+    settings.SIFT_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    settings.SIFT_TRAINING_DEVICE = "cpu"
+    settings.SIFT_FINETUNE_MAX_LENGTH = 32
+    settings.SIFT_FINETUNE_BATCH_SIZE = 4
+    settings.SIFT_FINETUNE_MIN_STEPS = 4
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield settings
+    torch.set_num_threads(threads)
 
 
 def make_user(username: str, **extra: Any) -> User:

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from django import db
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from config.celery import app as celery_app
 from labeling.models import Project, Role
 from modeling.core.cadence import FINETUNE_GROWTH, FINETUNE_MIN_LABELS, finetune_due
 from modeling.models import FINETUNE_MODEL, FineTuneRun
@@ -34,19 +32,11 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def auto_finetunes(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def auto_finetunes(
+    settings: Any, small_fine_tunes: Any, recorded_broker: RecordingBroker
+) -> RecordingBroker:
     settings.SIFT_AUTO_FINETUNE = True
-    settings.SIFT_CHECKPOINT_DIR = tmp_path / "checkpoints"
-    settings.SIFT_TRAINING_DEVICE = "cpu"
-    settings.SIFT_FINETUNE_MAX_LENGTH = 32
-    settings.SIFT_FINETUNE_BATCH_SIZE = 4
-    settings.SIFT_FINETUNE_MIN_STEPS = 4
-    broker = RecordingBroker()
-    monkeypatch.setattr(celery_app, "send_task", broker.send_task)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see tests/modeling/test_finetuning.py
-    yield broker
-    torch.set_num_threads(threads)
+    return recorded_broker
 
 
 def growing_project(alice: User, bob: User, encoder: Path) -> Project:

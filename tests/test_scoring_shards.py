@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from django.contrib.auth.models import User
 
-from config.celery import app as celery_app
 from labeling.models import Item, QueueEntry, Role
 from modeling.models import ScoringShard
 from modeling.services import finetune as finetune_service
@@ -30,19 +28,11 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def sharded(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RecordingBroker:
-    settings.SIFT_CHECKPOINT_DIR = tmp_path / "checkpoints"
-    settings.SIFT_TRAINING_DEVICE = "cpu"
-    settings.SIFT_FINETUNE_MAX_LENGTH = 32
-    settings.SIFT_FINETUNE_BATCH_SIZE = 4
-    settings.SIFT_FINETUNE_MIN_STEPS = 4
+def sharded(
+    settings: Any, small_fine_tunes: Any, recorded_broker: RecordingBroker
+) -> RecordingBroker:
     settings.SIFT_SCORING_SHARD_ITEMS = 15
-    broker = RecordingBroker()
-    monkeypatch.setattr(celery_app, "send_task", broker.send_task)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield broker
-    torch.set_num_threads(threads)
+    return recorded_broker
 
 
 def test_the_queue_is_written_once_when_the_last_shard_is_scored(
