@@ -6,7 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config import health
-from labeling.views.auth import LoginView
+from labeling.views.auth import LoginView, PasswordChangeView
 
 urlpatterns = [
     path("health/", health.alive, name="health"),
@@ -20,7 +20,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password_change/",
-        auth_views.PasswordChangeView.as_view(),
+        PasswordChangeView.as_view(),
         name="password_change",
     ),
     path(

@@ -6,6 +6,8 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 
 from labeling.models import Item, Label, Project, Role
@@ -116,20 +118,48 @@ class ImportForm(forms.Form):
 
 
 class MemberForm(forms.Form):
+    """A lead adds an existing account, creates one, or changes a member's role."""
+
     username = forms.CharField(max_length=150)
-    role = forms.ChoiceField(choices=Role.choices)
+    role = forms.ChoiceField(
+        # The role with the fewest rights comes first and is the default.
+        choices=[(role, Role(role).label) for role in (Role.ANNOTATOR, Role.REVIEWER, Role.LEAD)],
+        initial=Role.ANNOTATOR,
+    )
     password = forms.CharField(
         required=False,
-        widget=forms.PasswordInput,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="Only to create a new account; leave empty to add an existing user.",
     )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        username = data.get("username", "")
-        exists = get_user_model().objects.filter(username=username, is_active=True).exists()
-        if not exists and not data.get("password"):
+        username = data.get("username")
+        if not username:
+            return data
+        users = get_user_model().objects
+        data["user"] = users.filter(username=username, is_active=True).first()
+        if data["user"] is not None:
+            return data
+        # A new account: the same checks as Django's own sign-up and password forms.
+        taken = users.filter(username__iexact=username).first()
+        if taken is not None:
+            state = "" if taken.is_active else ", deactivated"
+            raise ValidationError(
+                f"An account {taken.username!r}{state} exists already; give its exact name."
+            )
+        try:
+            UnicodeUsernameValidator()(username)
+        except ValidationError as exc:
+            self.add_error("username", exc)
+        password = data.get("password")
+        if not password:
             raise ValidationError(f"No user {username!r}; give a password to create the account.")
+        try:
+            validate_password(password, user=get_user_model()(username=username))
+        except ValidationError as exc:
+            self.add_error("password", exc)
         return data
 
 
@@ -146,6 +176,7 @@ class ProjectSettingsForm(forms.ModelForm):
             "retrain_every",
             "strategy",
             "show_suggestions",
+            "annotators_see_answers",
             "encoder",
             "random_control_share",
             "train_on_control",

@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -109,6 +109,12 @@ class Project(models.Model):
         default=True,
         help_text="Show annotators the model's guess; turn off to avoid anchoring.",
     )
+    annotators_see_answers = models.BooleanField(
+        "annotators see everyone's answers",
+        default=False,
+        help_text="Let annotators read every answer through the API; left off, each annotator "
+        "sees only their own, so labels stay independent when items get several answers.",
+    )
     encoder = models.CharField(
         max_length=500,
         blank=True,
@@ -164,11 +170,42 @@ class Project(models.Model):
         return membership.role if membership else None
 
     def add_member(self, user: User, role: str) -> Membership:
-        """Add the user with this role, or change the role of an existing member."""
-        membership, _ = Membership.objects.update_or_create(
-            project=self, user=user, defaults={"role": role}
-        )
+        """Add the user with this role, or change the role of an existing member.
+
+        The project keeps at least one lead: demoting the only one is refused.
+        """
+        with transaction.atomic():
+            if role != Role.LEAD:
+                self._keep_a_lead_besides(user, "demoted")
+            membership, _ = Membership.objects.update_or_create(
+                project=self, user=user, defaults={"role": role}
+            )
         return membership
+
+    def remove_member(self, user: User) -> None:
+        """Take the user out of the project (never its only lead).
+
+        Their answers stay, attributed to them, in training, exports and the people page; the
+        items they held go back to the pool at once.
+        """
+        with transaction.atomic():
+            self._keep_a_lead_besides(user, "removed")
+            Lease.objects.filter(project=self, annotator=user).delete()
+            self.memberships.filter(user=user).delete()
+
+    def _keep_a_lead_besides(self, user: User, change: str) -> None:
+        # The lead rows stay locked until the change commits, so two leads demoting each other
+        # at once cannot both succeed: the second re-reads and finds itself the only lead.
+        leads = list(
+            self.memberships.select_for_update()
+            .filter(role=Role.LEAD)
+            .values_list("user_id", flat=True)
+        )
+        if leads == [user.pk]:
+            raise ValidationError(
+                f"{user.username} is the only lead of {self.name} and cannot be {change}: "
+                "make another member lead first."
+            )
 
     def set_labels(self, names: list[str]) -> list[Label]:
         """Create the label set in order, with hotkeys 1-9 and a palette colour each."""

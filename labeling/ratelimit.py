@@ -28,12 +28,26 @@ _CACHE_DOWN = (RedisError, OSError)
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """A refused attempt: how long to wait, and which limit refused it, in words."""
+
+    seconds: int
+    reason: str
+
+    @property
+    def wait(self) -> str:
+        return wait_in_words(self.seconds)
+
+
+@dataclass(frozen=True)
 class RateLimit:
     """At most `attempts` counted events per key in each fixed window of `window` seconds."""
 
     scope: str
     attempts: int
     window: int
+    # What the limit counts, as the person refused reads it.
+    reason: str = "Too many attempts."
 
     def attempt(self, key: str) -> int | None:
         """Count an event before acting on it; the seconds to wait when it is over the limit.
@@ -76,13 +90,32 @@ class RateLimit:
 
 def login_limit() -> RateLimit:
     """Failed log-ins for one username from one address."""
-    return RateLimit("login", settings.SIFT_LOGIN_ATTEMPTS, settings.SIFT_RATE_LIMIT_WINDOW)
+    return RateLimit(
+        "login",
+        settings.SIFT_LOGIN_ATTEMPTS,
+        settings.SIFT_RATE_LIMIT_WINDOW,
+        "Too many failed log-ins for this account from your address.",
+    )
 
 
 def login_address_limit() -> RateLimit:
     """Failed log-ins from one address, whatever the username: spraying many accounts."""
     return RateLimit(
-        "login-address", settings.SIFT_LOGIN_ADDRESS_ATTEMPTS, settings.SIFT_RATE_LIMIT_WINDOW
+        "login-address",
+        settings.SIFT_LOGIN_ADDRESS_ATTEMPTS,
+        settings.SIFT_RATE_LIMIT_WINDOW,
+        "Too many failed log-ins from your address, whichever the account.",
+    )
+
+
+def password_change_limit() -> RateLimit:
+    """Wrong current passwords given to change one account's password: a borrowed session
+    must not become a way to guess the password."""
+    return RateLimit(
+        "password-change",
+        settings.SIFT_LOGIN_ATTEMPTS,
+        settings.SIFT_RATE_LIMIT_WINDOW,
+        "Too many wrong current passwords for this account.",
     )
 
 
@@ -98,11 +131,10 @@ class LoginAttempt:
         username = str(request.POST.get("username", "")).strip().lower()
         return cls(client_ip(request), username)
 
-    def start(self) -> int | None:
-        """Count the attempt before its password is checked; the seconds to wait when over."""
+    def start(self) -> Blocked | None:
+        """Count the attempt before its password is checked; what refused it, when over."""
         # Both counters go up, even when the first is already over its limit.
-        waits = [limit.attempt(key) for limit, key in self._counters()]
-        return max((wait for wait in waits if wait is not None), default=None)
+        return first_refusal([(limit, limit.attempt(key)) for limit, key in self._counters()])
 
     def succeeded(self) -> None:
         """The right password is not a failure: take its count back."""
@@ -114,6 +146,15 @@ class LoginAttempt:
             (login_limit(), f"{self.address} {self.username}"),
             (login_address_limit(), self.address),
         ]
+
+
+def first_refusal(counted: list[tuple[RateLimit, int | None]]) -> Blocked | None:
+    """Of the limits an attempt was counted against, the one that makes it wait longest."""
+    over = [(wait, limit) for limit, wait in counted if wait is not None]
+    if not over:
+        return None
+    wait, limit = max(over, key=lambda pair: pair[0])
+    return Blocked(wait, limit.reason)
 
 
 def token_creation_limit() -> RateLimit:

@@ -26,6 +26,10 @@ class ClientIdConflict(ValidationError):
     """A retried request whose client id belongs to a different answer."""
 
 
+class NotServed(ValidationError):
+    """A first answer to an item the queue did not serve to this annotator."""
+
+
 @dataclass(frozen=True)
 class Progress:
     mine_today: int
@@ -66,6 +70,10 @@ def submit_answer(
 
     A repeated submit with the same client id returns the stored answer unchanged, so a
     retried request is stored once. Answering an item already answered changes that answer.
+    A first answer needs the annotator's lease on the item (the queue served it, or undo
+    handed it back): labels stay independent, and overlap holds. A lease that ran out still
+    counts while the item needs answers; once others have answered it in full, a late answer
+    is refused (NotServed), so no item gets more answers than the overlap asks.
     """
     if item.project_id != project.pk:
         raise ValidationError("This item belongs to another project.")
@@ -88,8 +96,9 @@ def submit_answer(
             )
             release_lease(item, annotator)
             transaction.on_commit(lambda: retrain_if_due(project))
-    except IntegrityError:
-        # A concurrent copy of the same request won the race; it holds the answer.
+    except (IntegrityError, NotServed):
+        # A concurrent copy of the same request may have won the race (and used the lease up);
+        # then it holds the answer.
         existing = Annotation.objects.filter(client_id=client_id).first()
         if existing is None:
             raise
@@ -124,6 +133,7 @@ def _write_answer(
     )
     created = annotation is None
     if annotation is None:
+        _check_served(item, annotator)
         annotation = Annotation.objects.create(
             item=item,
             annotator=annotator,
@@ -148,6 +158,23 @@ def _write_answer(
             item=item, item__answer_count__gte=F("item__project__overlap")
         ).delete()
     return annotation, created
+
+
+def _check_served(item: Item, annotator: User) -> None:
+    lease = Lease.objects.filter(item=item, annotator=annotator).first()
+    if lease is None:
+        raise NotServed(
+            "This item was not served to you: ask for the next item, or reopen one of your own "
+            "answers to change it."
+        )
+    if lease.is_active():
+        return
+    needed = Item.objects.filter(pk=item.pk, answer_count__lt=F("project__overlap")).exists()
+    if not needed:
+        raise NotServed(
+            "Your time on this item ran out and others have answered it meanwhile; your answer "
+            "was not stored."
+        )
 
 
 def undo_last_answer(project: Project, annotator: User) -> Item | None:

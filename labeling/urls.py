@@ -27,6 +27,11 @@ urlpatterns = [
         name="promote_version",
     ),
     path("projects/<int:project_id>/members/", members.project_members, name="project_members"),
+    path(
+        "projects/<int:project_id>/members/<int:user_id>/remove/",
+        members.remove_member,
+        name="remove_member",
+    ),
     path("projects/<int:project_id>/settings/", projects.project_settings, name="project_settings"),
     path("projects/<int:project_id>/people/", people.people, name="people"),
     path(

@@ -10,8 +10,9 @@ import pytest
 import torch
 from django.contrib.auth.models import Permission, User
 from django.test import Client
+from django.utils import timezone
 
-from labeling.models import Item, Project, Role, content_hash
+from labeling.models import ApiToken, Item, Lease, Project, Role, content_hash
 from labeling.services import resolve_labels, submit_answer
 from tests.fixtures import finance_texts, sports_texts
 
@@ -146,6 +147,12 @@ def client_for(user: User) -> Client:
     return client
 
 
+def token_client(user: User, **extra: Any) -> Client:
+    """A script calling the API with a new token of the user's."""
+    _, key = ApiToken.issue(user, "script")
+    return Client(HTTP_AUTHORIZATION=f"Token {key}", **extra)
+
+
 def make_topics_project(
     lead: User, *members: tuple[User, str], per_topic: int = 12, **fields: Any
 ) -> Project:
@@ -164,7 +171,18 @@ def topics(alice: User, bob: User) -> Project:
     return make_topics_project(alice, (bob, Role.ANNOTATOR))
 
 
+def serve(project: Project, user: User, *items: Item) -> None:
+    """Lease these items to the user, as if the queue had served each: a story's shortcut to
+    answering a chosen item (Sift takes a first answer only to an item served to its author)."""
+    expires = timezone.now() + project.lease_duration()
+    for item in items:
+        Lease.objects.update_or_create(
+            item=item, annotator=user, defaults={"project": project, "expires_at": expires}
+        )
+
+
 def label(project: Project, user: User, item: Item, name: str) -> None:
+    serve(project, user, item)
     submit_answer(project, user, item, resolve_labels(project, [name]))
 
 

@@ -38,15 +38,10 @@ from labeling.tasks import deliver_webhook
 from labeling.webhook_delivery import DeliveryFailed, deliver
 from labeling.webhooks import fire
 from modeling.models import FineTuneRun
-from tests.conftest import RecordingBroker, add_items, client_for, make_project
+from tests.conftest import RecordingBroker, add_items, client_for, make_project, serve, token_client
 from tests.fixtures import finance_texts, sports_texts
 
 # --- Clients ---------------------------------------------------------------------------------
-
-
-def token_client(user: User) -> Client:
-    _, key = ApiToken.issue(user, "tests")
-    return Client(HTTP_AUTHORIZATION=f"Token {key}")
 
 
 def call(client: Client, method: str, url: str, body: Any = None) -> HttpResponse:
@@ -83,6 +78,13 @@ class World:
 
     def fresh_item(self) -> Item:
         return add_items(self.project, [self.unique("a fresh review")])[0]
+
+    def fresh_served_item(self) -> Item:
+        """A new item, served to every member: whoever calls may answer it."""
+        item = self.fresh_item()
+        for user in (self.alice, self.bob, self.rita):
+            serve(self.project, user, item)
+        return item
 
     def fresh_webhook(self) -> Webhook:
         return make_webhook(self.project, "http://127.0.0.1:9/hook")
@@ -154,7 +156,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("annotation-list", "POST"): Row(
         lambda w: w.url("annotation-list"),
         members(201),
-        lambda w: {"item": w.fresh_item().pk, "labels": ["positive"]},
+        lambda w: {"item": w.fresh_served_item().pk, "labels": ["positive"]},
     ),
     ("annotation-detail", "GET"): Row(ANSWER, members(200)),
     # Members change only their own answers: this one is Bob's.
@@ -257,6 +259,7 @@ def world(
     settings.MEDIA_ROOT = tmp_path
     item = project.items.order_by("id").last()
     assert item is not None
+    serve(project, bob, item)
     bob_answer, _ = submit_answer(project, bob, item, resolve_labels(project, ["positive"]))
     webhook = make_webhook(project, "http://127.0.0.1:9/hook")
     export_job = ExportJob.objects.create(
@@ -459,6 +462,8 @@ def test_annotations_list_by_cursor_and_filter(
     project: Project, alice: User, bob: User, rita: User
 ) -> None:
     items = list(project.items.order_by("id"))
+    serve(project, bob, *items[:3])
+    serve(project, rita, *items[3:5])
     for item in items[:3]:
         submit_answer(project, bob, item, resolve_labels(project, ["positive"]))
     for item in items[3:5]:
@@ -485,6 +490,7 @@ def test_annotations_list_by_cursor_and_filter(
 def test_items_list_by_cursor_and_filter(project: Project, bob: User) -> None:
     answered = project.items.order_by("id").first()
     assert answered is not None
+    serve(project, bob, answered)
     submit_answer(project, bob, answered, resolve_labels(project, ["neutral"]))
     client = token_client(bob)
     url = reverse("item-list", args=[project.pk])
@@ -515,6 +521,7 @@ def test_the_answered_filter_reads_every_spelling_of_yes_and_no(
 ) -> None:
     item = project.items.order_by("id").first()
     assert item is not None
+    serve(project, bob, item)
     submit_answer(project, bob, item, resolve_labels(project, ["neutral"]))
 
     response = token_client(bob).get(
@@ -834,6 +841,7 @@ def test_a_promoted_model_is_announced_to_the_projects_webhook(
     add_items(topics, sports_texts(6) + finance_texts(6))
     for item in list(topics.items.order_by("id"))[::2]:
         topic = "sports" if "match" in item.text else "finance"
+        serve(topics, bob, item)
         submit_answer(topics, bob, item, resolve_labels(topics, [topic]))
     webhook = make_webhook(topics, receiver.url)
     monkeypatch.setattr(

@@ -11,17 +11,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
 
 from config.celery import app as celery_app
-from labeling.models import ApiToken, Project, Role
+from labeling.models import Project, Role
 from modeling.models import FINETUNE_MODEL, FineTuneRun
-from tests.conftest import RecordingBroker, make_project
-
-
-def token_client(user: User) -> Client:
-    _, key = ApiToken.issue(user, "script")
-    return Client(HTTP_AUTHORIZATION=f"Token {key}")
+from tests.conftest import RecordingBroker, make_project, token_client
 
 
 @pytest.fixture

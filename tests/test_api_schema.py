@@ -24,7 +24,7 @@ from config.wsgi import application
 from labeling.models import ApiToken, ExportJob, Project, Role, Webhook
 from labeling.services import resolve_labels, submit_answer
 from modeling.models import FineTuneRun
-from tests.conftest import make_project
+from tests.conftest import make_project, serve
 
 
 @schemathesis.serializer("application/x-ndjson")
@@ -61,6 +61,7 @@ def lead(transactional_db: None, settings: Settings, tmp_path: object) -> Lead:
     project = make_project(alice, (bob, Role.ANNOTATOR), items=30)
     item = project.items.order_by("id").first()
     assert item is not None
+    serve(project, alice, item)
     answer, _ = submit_answer(project, alice, item, resolve_labels(project, ["positive"]))
     webhook = Webhook.objects.create(
         project=project, url="http://127.0.0.1:9/hook", secret="s", events=["export.ready"]

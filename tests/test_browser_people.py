@@ -18,7 +18,7 @@ from labeling.models import Annotation, Role
 from labeling.services import resolve_labels, submit_answer
 from tests.browser import BROWSER_STORY, log_in, new_page
 from tests.browser import browser as browser  # the shared fixture
-from tests.conftest import make_project
+from tests.conftest import make_project, serve
 from tests.test_review import disputed_project
 
 pytestmark = BROWSER_STORY
@@ -37,6 +37,7 @@ def test_lead_sees_the_throughput_chart_and_downloads_its_csv(
     project = make_project(alice, (bob, Role.ANNOTATOR), (dora, Role.ANNOTATOR), items=6, overlap=2)
     for index, item in enumerate(project.items.order_by("pk")):
         for user in (bob, dora) if index < 3 else (bob,):
+            serve(project, user, item)
             submit_answer(project, user, item, resolve_labels(project, ["positive"]))
     # One fixed hour, so the chart has one period however long the test takes.
     Annotation.objects.update(created_at=datetime(2025, 3, 3, 9, 30, tzinfo=UTC))

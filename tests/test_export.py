@@ -316,7 +316,7 @@ def test_alice_exports_only_the_random_control_items(
     [
         ({"format": "xml"}, "format", "Unknown format 'xml'; choose one of: jsonl, csv, parquet."),
         ({"since": "last tuesday"}, "since", "is not an ISO 8601 time"),
-        ({"annotator": "nobody"}, "annotator", "No annotator is called 'nobody'."),
+        ({"annotator": "nobody"}, "annotator", "No member of this project is called 'nobody'."),
         ({"label": "spam"}, "label", "Unknown label 'spam'"),
         ({"min_agreement": "1.5"}, "min_agreement", "Give a share from 0 to 1"),
         ({"min_agreement": "high"}, "min_agreement", "Give a share from 0 to 1"),

@@ -9,18 +9,12 @@ import io
 import json
 
 from django.contrib.auth.models import User
-from django.test import Client
 from django.urls import reverse
 
-from labeling.models import Annotation, ApiToken, Item, Project
-from tests.conftest import client_for
+from labeling.models import Annotation, Item, Project
+from tests.conftest import client_for, token_client
 
 TEN_MB = "x" * (10 * 1024 * 1024)
-
-
-def token_client(user: User) -> Client:
-    _, key = ApiToken.issue(user, "tests")
-    return Client(HTTP_AUTHORIZATION=f"Token {key}")
 
 
 def test_a_ten_megabyte_item_through_the_api_is_refused_with_the_limit(

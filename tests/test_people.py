@@ -29,7 +29,7 @@ from labeling.people import (
 )
 from labeling.services import resolve_labels, submit_answer
 from modeling.models import ModelVersion
-from tests.conftest import client_for, make_project
+from tests.conftest import client_for, make_project, serve
 
 MONDAY = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 WEDNESDAY = datetime(2025, 3, 5, 15, 0, tzinfo=UTC)
@@ -46,6 +46,7 @@ def answer(
 ) -> None:
     """The user answers (or, with no label, skips) the item at the given time."""
     labels = resolve_labels(project, [label] if label else [])
+    serve(project, user, item)
     saved, _ = submit_answer(
         project, user, item, labels, skipped=label is None, seconds_spent=seconds
     )
@@ -131,6 +132,7 @@ def test_multi_label_answers_agree_only_on_the_same_set(alice: User, bob: User, 
     )
     same, different = project.items.order_by("pk")
     for user, names in [(bob, ["neutral", "positive"]), (dora, ["positive", "neutral"])]:
+        serve(project, user, same, different)
         submit_answer(project, user, same, resolve_labels(project, names))
     for user, names in [(bob, ["positive"]), (dora, ["positive", "negative"])]:
         submit_answer(project, user, different, resolve_labels(project, names))

@@ -13,7 +13,7 @@ from django.utils import timezone
 from labeling.models import Annotation, Item, Lease, Project, QueueEntry, Role
 from labeling.queue import lease_next_item
 from labeling.services import resolve_labels, submit_answer
-from tests.conftest import make_project, make_user
+from tests.conftest import make_project, make_user, serve
 
 
 @pytest.fixture
@@ -22,6 +22,7 @@ def team(alice: User, bob: User, dora: User) -> Project:
 
 
 def answer(project: Project, user: User, item: Item, label: str = "positive") -> Annotation:
+    serve(project, user, item)
     annotation, _ = submit_answer(project, user, item, resolve_labels(project, [label]))
     return annotation
 
@@ -77,6 +78,7 @@ def test_a_fully_answered_item_leaves_the_ranked_queue_at_once(
     for rank, item in enumerate(items):
         QueueEntry.objects.create(project=project, item=item, rank=rank, score=1.0)
 
+    serve(project, bob, items[1])
     submit_answer(project, bob, items[1], [], skipped=True)
     answer(project, bob, items[0])
     assert set(QueueEntry.objects.values_list("item", flat=True)) == {i.pk for i in items}

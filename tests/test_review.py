@@ -16,7 +16,7 @@ from labeling.services import resolve_labels, submit_answer
 from modeling.models import ModelVersion
 from modeling.services.refresh import refresh_model
 from modeling.services.training_data import training_set
-from tests.conftest import client_for, label, make_project, topic_of
+from tests.conftest import client_for, label, make_project, serve, topic_of
 
 
 def disputed_project(
@@ -28,6 +28,8 @@ def disputed_project(
     )
     item = project.items.order_by("pk").first()
     assert item is not None
+    serve(project, bob, item)
+    serve(project, dora, item)
     submit_answer(project, bob, item, resolve_labels(project, ["positive"]))
     submit_answer(project, dora, item, resolve_labels(project, ["negative"]))
     return project, item
@@ -76,7 +78,7 @@ def test_the_ruling_wins_in_the_export_and_in_training(
 ) -> None:
     project, item = disputed_project(alice, bob, dora, rita)
     # Two people against one: the majority says positive.
-    submit_answer(project, imported_annotator(), item, resolve_labels(project, ["positive"]))
+    label(project, imported_annotator(), item, "positive")
     negative = project.labels.get(name="negative")
     client_for(rita).post(resolve_url(project, item), {"labels": [negative.pk]})
 

@@ -11,16 +11,10 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
 from django.urls import reverse
 
 from labeling.models import ApiToken, Label, Project, Role
-from tests.conftest import client_for, make_project
-
-
-def token_client(user: User, **extra: Any) -> Client:
-    _, key = ApiToken.issue(user, "script")
-    return Client(HTTP_AUTHORIZATION=f"Token {key}", **extra)
+from tests.conftest import client_for, make_project, token_client
 
 
 @pytest.fixture

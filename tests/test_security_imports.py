@@ -32,14 +32,9 @@ from pytest_django import Settings
 from labeling.importing import BATCH_SIZE, ImportReport, import_items
 from labeling.models import IMPORTED_USERNAME, Annotation, ApiToken, Item, Project
 from labeling.parsers import Columns
-from tests.conftest import add_items, client_for, make_project
+from tests.conftest import add_items, client_for, make_project, token_client
 from tests.servers import running_gunicorn, wait_for
 from tests.worker import env_for_processes
-
-
-def token_client(user: User) -> Client:
-    _, key = ApiToken.issue(user, "import script")
-    return Client(HTTP_AUTHORIZATION=f"Token {key}")
 
 
 def jsonl(records: list[dict[str, Any]]) -> bytes:

@@ -17,7 +17,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -192,6 +192,13 @@ class ExportJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[ExportJob]:
         # Outsiders get a 404; members without the lead role a 403 from the permission.
         return ExportJob.objects.filter(project__memberships__user=self.request.user)
+
+    def get_object(self) -> ExportJob:
+        job: ExportJob = super().get_object()
+        if job.requested_by_id != self.request.user.pk:
+            # A job is its requester's: another lead gets a 404, as outsiders do.
+            raise NotFound("No such export job.")
+        return job
 
     @extend_schema(
         responses={

@@ -65,6 +65,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "retrain_every",
             "strategy",
             "show_suggestions",
+            "annotators_see_answers",
             "encoder",
             "random_control_share",
             "train_on_control",

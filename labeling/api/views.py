@@ -37,7 +37,7 @@ from labeling.importing import ImportFailed, ImportReport, import_items
 from labeling.models import Annotation, Item, Label, Lease, Project, Role
 from labeling.parsers import Columns
 from labeling.queue import lease_next_item, suggestion_for
-from labeling.services import ClientIdConflict, resolve_labels, submit_answer
+from labeling.services import ClientIdConflict, NotServed, resolve_labels, submit_answer
 from labeling.uploads import UploadTooLarge, check_upload_size, declared_length, whole_body
 from labeling.validation import contains_nul, parse_flag, parse_iso_time, parse_whole_number
 from modeling.models import ModelState, ModelVersion
@@ -217,11 +217,13 @@ def _report(report: ImportReport) -> dict[str, Any]:
 
 
 @extend_schema(
+    description="Annotators read only their own answers unless the project's "
+    "annotators_see_answers is on; leads and reviewers read all.",
     parameters=[
         OpenApiParameter("annotator", str, description="Username"),
         OpenApiParameter("item", int),
         OpenApiParameter("since", str, description="ISO time: changed at or after"),
-    ]
+    ],
 )
 class AnnotationViewSet(
     ProjectScoped,
@@ -244,6 +246,8 @@ class AnnotationViewSet(
             .select_related("annotator")
             .prefetch_related("labels")
         )
+        if not self.project.annotators_see_answers and self._is_annotator():
+            answers = answers.filter(annotator=self.request.user)  # independent labels
         params = self.request.query_params
         if params.get("annotator"):
             answers = answers.filter(annotator__username=params["annotator"])
@@ -257,6 +261,25 @@ class AnnotationViewSet(
             answers = answers.filter(updated_at__gte=_parse_time(params["since"]))
         return answers
 
+    def _is_annotator(self) -> bool:
+        return self.project.role_of(self.request.user) == Role.ANNOTATOR
+
+    @extend_schema(
+        responses={
+            201: AnnotationSerializer,
+            200: OpenApiResponse(AnnotationSerializer, description="Your answer, changed"),
+            400: OpenApiResponse(description="A bad label or field, named in the answer"),
+            409: OpenApiResponse(
+                description="Not served to you (lease it with GET .../queue/next/ first), "
+                "answered in full by others after your lease ran out, or a client_id "
+                "already used for a different answer"
+            ),
+        },
+        description=(
+            "Answer an item the queue served you, or change your own answer. A first answer "
+            "needs your lease on the item; retries with the same client_id are stored once."
+        ),
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -291,7 +314,7 @@ class AnnotationViewSet(
                 seconds_spent=data.get("seconds_spent", 0),
                 client_id=data.get("client_id"),
             )
-        except ClientIdConflict as exc:
+        except (ClientIdConflict, NotServed) as exc:
             raise Conflict(exc.messages[0]) from exc
         except DjangoValidationError as exc:
             raise ValidationError({"detail": exc.messages}) from exc

@@ -103,8 +103,10 @@ def read_export_request(project: Project, params: Mapping[str, str]) -> ExportRe
         if contains_nul(value):
             raise ExportRefused(name, "Must not contain a NUL character.")
     annotator = params.get("annotator", "").strip()
-    if annotator and not get_user_model().objects.filter(username=annotator).exists():
-        raise ExportRefused("annotator", f"No annotator is called {annotator!r}.")
+    if annotator and not _takes_part(project, annotator):
+        # One answer for a stranger and for a name nobody has: the filter tells nothing about
+        # accounts outside the project.
+        raise ExportRefused("annotator", f"No member of this project is called {annotator!r}.")
     label = params.get("label", "").strip()
     if label:
         names = list(project.labels.values_list("name", flat=True))
@@ -144,6 +146,15 @@ def _share(raw: str) -> float | None:
     if not 0 <= value <= 1:
         raise ExportRefused("min_agreement", "Give a share from 0 to 1, e.g. 0.8.")
     return value
+
+
+def _takes_part(project: Project, username: str) -> bool:
+    """A member of the project, or someone who answered in it (a removed member included)."""
+    users = get_user_model().objects.filter(username=username)
+    return (
+        users.filter(memberships__project=project).exists()
+        or users.filter(annotations__item__project=project).exists()
+    )
 
 
 def candidate_items(project: Project, options: ExportOptions) -> QuerySet[Item]:

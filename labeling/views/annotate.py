@@ -15,7 +15,13 @@ from labeling.access import ANY_ROLE, AuthedRequest, project_for
 from labeling.forms import AnswerForm
 from labeling.models import Annotation, Item, Project
 from labeling.queue import lease_next_item, suggestion_for
-from labeling.services import progress_for, recent_answers, submit_answer, undo_last_answer
+from labeling.services import (
+    NotServed,
+    progress_for,
+    recent_answers,
+    submit_answer,
+    undo_last_answer,
+)
 
 
 @login_required
@@ -54,6 +60,9 @@ def answer(request: AuthedRequest, project_id: int) -> HttpResponse:
                 seconds_spent=data["seconds"] or 0.0,
                 client_id=data["client_id"],
             )
+        except NotServed as exc:
+            form.add_error(None, exc)
+            form.cleaned_data.pop("item", None)  # show what the queue serves instead
         except ValidationError as exc:
             form.add_error(None, exc)
     if form.errors:

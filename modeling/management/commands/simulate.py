@@ -131,7 +131,14 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=25, help="labels added per round")
         parser.add_argument("--budget", type=int, default=525, help="total labels per run")
         parser.add_argument(
-            "--repeats", type=int, default=3, help="runs per strategy, seeds 0..N-1"
+            "--repeats", type=int, default=3, help="runs per strategy, seeds S..S+N-1"
+        )
+        parser.add_argument(
+            "--first-seed",
+            type=int,
+            default=0,
+            metavar="S",
+            help="seed of the first repeat (default 0): fresh seeds confirm a choice",
         )
         parser.add_argument("--model", default="head", help=f"one of: {', '.join(MODELS)}")
         parser.add_argument("--encoder", type=Path, help="local model folder (default: MiniLM)")
@@ -192,6 +199,8 @@ class Command(BaseCommand):
         ):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
+        if options["first_seed"] < 0:
+            raise CommandError("--first-seed must be 0 or more.")
         if options["seed_size"] > options["budget"]:
             raise CommandError("--seed-size cannot exceed --budget.")
         text_column = options["text_column"]
@@ -248,7 +257,7 @@ class Command(BaseCommand):
                     seed_size=options["seed_size"],
                     batch_size=options["batch_size"],
                     budget=options["budget"],
-                    seed=repeat,
+                    seed=options["first_seed"] + repeat,
                     adaptation=(adaptation := MODELS[options["model"]](options, texts)),
                 )
                 curves[name].append(curve)
@@ -259,7 +268,8 @@ class Command(BaseCommand):
                             f"{tune['seconds']:.0f} s: its own test accuracy {tune['accuracy']:.3f}"
                         )
                 self.stdout.write(
-                    f"{name}, repeat {repeat + 1}/{options['repeats']}: "
+                    f"{name}, repeat {repeat + 1}/{options['repeats']} "
+                    f"(seed {options['first_seed'] + repeat}): "
                     f"accuracy {curve[-1].accuracy:.3f} at {curve[-1].labels} labels "
                     f"({time.perf_counter() - run_started:.1f} s)"
                 )
@@ -267,7 +277,7 @@ class Command(BaseCommand):
         summary = summarize(curves)
         out: Path = options["out"]
         out.mkdir(parents=True, exist_ok=True)
-        write_curves_csv(out / "curves.csv", curves)
+        write_curves_csv(out / "curves.csv", curves, first_seed=options["first_seed"])
         (out / "summary.json").write_text(
             json.dumps({"default_strategy": DEFAULT_STRATEGY, "strategies": summary}, indent=2)
             + "\n"
@@ -360,8 +370,10 @@ class _EmbeddingProgress:
         self.write(f"Embedding {self.name}: {done}/{total} ({rate:.0f} items/s)")
 
 
-def write_curves_csv(path: Path, curves: Mapping[str, Sequence[Sequence[CurvePoint]]]) -> None:
-    """One row per strategy, repeat and round; ``repeat`` is also the run's seed."""
+def write_curves_csv(
+    path: Path, curves: Mapping[str, Sequence[Sequence[CurvePoint]]], first_seed: int = 0
+) -> None:
+    """One row per strategy, repeat and round; ``repeat`` is the run's seed."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CURVE_COLUMNS)
@@ -371,7 +383,7 @@ def write_curves_csv(path: Path, curves: Mapping[str, Sequence[Sequence[CurvePoi
                     writer.writerow(
                         [
                             name,
-                            repeat,
+                            first_seed + repeat,
                             point.labels,
                             f"{point.accuracy:.6f}",
                             f"{point.macro_f1:.6f}",
