@@ -10,7 +10,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 
-from labeling.models import Item, Label, Project, Role
+from labeling.models import Annotation, Item, Label, Project, Role
 from labeling.parsers import FORMATS, Columns
 from labeling.uploads import UploadTooLarge, check_upload_size, upload_limit
 from labeling.validation import validate_name_text
@@ -217,3 +217,70 @@ LabelFormSet = forms.modelformset_factory(
         "description": forms.Textarea(attrs={"rows": 2}),
     },
 )
+
+
+class ExportForm(forms.Form):
+    """The export page: the API's export parameters as fields (labeling/exports/request.py)."""
+
+    format = forms.ChoiceField(
+        choices=[
+            ("csv", "CSV: opens in a spreadsheet"),
+            ("jsonl", "JSONL: one JSON object per line"),
+            ("parquet", "Parquet: for pandas, Spark or Hugging Face datasets"),
+        ],
+        initial="csv",
+    )
+    label = forms.ChoiceField(required=False, help_text="Only items whose final labels include it.")
+    annotator = forms.ChoiceField(required=False, help_text="Only items this person answered.")
+    since = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Only items with an answer changed at or after this time.",
+    )
+    min_agreement = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="0 to 1: only items whose answers agree at least this much (two answers or "
+        "more).",
+    )
+    final_only = forms.BooleanField(required=False, label="Only items with a final label")
+    random_control = forms.BooleanField(
+        required=False, label="Only the random-control items (the evaluation set)"
+    )
+    answers = forms.BooleanField(required=False, label="List every answer in each row")
+    background = forms.BooleanField(
+        required=False,
+        label="Write the file in the background",
+        help_text="Large exports always are; the file then waits below.",
+    )
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = list(project.labels.values_list("name", flat=True))
+        self.fields["label"].choices = [("", "Any label"), *((name, name) for name in names)]  # type: ignore[attr-defined]
+        members = project.memberships.values_list("user__username", flat=True)
+        answered = (
+            Annotation.objects.filter(item__project=project)
+            .values_list("annotator__username", flat=True)
+            .distinct()
+        )
+        usernames = sorted({*members, *answered})
+        self.fields["annotator"].choices = [("", "Anyone"), *((n, n) for n in usernames)]  # type: ignore[attr-defined]
+
+    def as_params(self) -> dict[str, str]:
+        """The cleaned fields as the API's query parameters."""
+        data = self.cleaned_data
+        since = data.get("since")
+        agreement = data.get("min_agreement")
+        return {
+            "format": data["format"],
+            "label": data.get("label") or "",
+            "annotator": data.get("annotator") or "",
+            "since": since.isoformat() if since else "",
+            "min_agreement": "" if agreement is None else str(agreement),
+            "final_only": "1" if data.get("final_only") else "0",
+            "random_control": "1" if data.get("random_control") else "0",
+            "answers": "1" if data.get("answers") else "0",
+            "async": "1" if data.get("background") else "0",
+        }

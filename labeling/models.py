@@ -466,6 +466,15 @@ class ExportJob(models.Model):
     def __str__(self) -> str:
         return f"{self.format} export of {self.project} ({self.status})"
 
+    def filter_summary(self) -> str:
+        """The filters the job was asked with, in the API's words; "all items" for none."""
+        parts = [
+            name if value is True else f"{name}={value}"
+            for name, value in self.filters.items()
+            if value not in (None, "", False)
+        ]
+        return ", ".join(parts) or "all items"
+
 
 class Webhook(models.Model):
     """A URL that receives signed POSTs when something happens in a project."""

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labeling.views import annotate, imports, members, people, projects, reports, tokens
+from labeling.views import (
+    annotate,
+    exports,
+    imports,
+    members,
+    people,
+    projects,
+    reports,
+    tokens,
+)
 
 urlpatterns = [
     path("", projects.project_list, name="project_list"),
@@ -13,6 +22,7 @@ urlpatterns = [
     path("projects/<int:project_id>/label/undo/", annotate.undo, name="undo"),
     path("projects/<int:project_id>/label/items/<int:item_id>/", annotate.reopen, name="reopen"),
     path("projects/<int:project_id>/import/", imports.project_import, name="project_import"),
+    path("projects/<int:project_id>/export/", exports.project_export, name="project_export"),
     path("projects/<int:project_id>/model/", projects.model_status, name="model_status"),
     path("projects/<int:project_id>/model/retrain/", projects.retrain, name="retrain"),
     path("projects/<int:project_id>/model/finetune/", projects.finetune, name="finetune"),

@@ -19,6 +19,7 @@ from django.db import connection
 from django.http import HttpResponseBase
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks, Settings
@@ -602,3 +603,9 @@ def test_an_export_of_100000_annotations_keeps_memory_flat(alice: User) -> None:
     assert large_peak < 60 * 1024 * 1024
     # Ten times the rows, about the same memory: it does not grow with the export.
     assert large_peak < 2 * small_peak, (small_peak, large_peak)
+
+
+def test_only_leads_open_the_export_page(project: Project, alice: User, bob: User) -> None:
+    url = reverse("project_export", args=[project.pk])
+    assert client_for(bob).get(url).status_code == 404
+    assert client_for(alice).get(url).status_code == 200

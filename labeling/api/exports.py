@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
-
 from django.db.models import QuerySet
-from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import FileResponse, HttpResponseBase
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -27,24 +25,17 @@ from rest_framework.views import APIView
 
 from labeling.api.permissions import IsLead
 from labeling.api.views import Conflict, ProjectScoped
-from labeling.exports.jobs import start_export_job
 from labeling.exports.request import (
     FORMATS,
     ExportRefused,
-    ExportRequest,
-    candidate_items,
     read_export_request,
-    runs_in_background,
 )
-from labeling.exports.rows import export_rows
+from labeling.exports.responses import answer_export
 from labeling.exports.writers import (
     CONTENT_TYPES,
-    csv_blocks,
     export_filename,
-    jsonl_blocks,
-    write_parquet,
 )
-from labeling.models import ExportJob, Project
+from labeling.models import ExportJob
 
 
 class ExportJobSerializer(serializers.ModelSerializer):
@@ -145,38 +136,11 @@ class ProjectExportView(ProjectScoped, APIView):
             wanted = read_export_request(self.project, request.query_params)
         except ExportRefused as exc:
             raise ValidationError({exc.field: exc.message}) from exc
-        count = candidate_items(self.project, wanted.options).count()
-        if not (wanted.background or runs_in_background(count)):
-            return _file_response(self.project, wanted)
-        job = start_export_job(self.project, request.user, wanted.fmt, wanted.options, count)
-        job.refresh_from_db()  # without a broker the job has failed already
-        data = ExportJobSerializer(job, context={"request": request}).data
+        answer = answer_export(self.project, request.user, wanted)
+        if not isinstance(answer, ExportJob):
+            return answer
+        data = ExportJobSerializer(answer, context={"request": request}).data
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
-
-
-def _file_response(project: Project, wanted: ExportRequest) -> HttpResponseBase:
-    filename = export_filename(project, wanted.fmt)
-    rows = export_rows(project, wanted.options)
-    content_type = CONTENT_TYPES[wanted.fmt]
-    if wanted.fmt == "parquet":
-        # Parquet's footer comes last, so the file is written whole before it is sent.
-        target = tempfile.TemporaryFile()  # noqa: SIM115 (FileResponse closes it once sent)
-        try:
-            write_parquet(rows, target, wanted.options.with_answers)
-        except BaseException:
-            target.close()
-            raise
-        target.seek(0)
-        return FileResponse(
-            target, as_attachment=True, filename=filename, content_type=content_type
-        )
-    if wanted.fmt == "csv":
-        blocks = csv_blocks(rows, wanted.options.with_answers)
-    else:
-        blocks = jsonl_blocks(rows)
-    response = StreamingHttpResponse(blocks, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
 
 
 class ExportJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
