@@ -126,10 +126,16 @@ def rulings_by_item(
 
 
 def final_label_ids_by_item(
-    project: Project, answers: QuerySet[Annotation]
+    project: Project,
+    answers: QuerySet[Annotation],
+    rulings: QuerySet[Adjudication] | None = None,
 ) -> dict[int, list[int]]:
     """Final label ids of every item the answers are about (see `final_labels`), read lean
-    for retrains: two queries, no per-answer objects."""
+    for retrains: two queries, no per-answer objects.
+
+    With `rulings`, the items those rulings are about count too, answered or not (a lead
+    labeling items in bulk on the items page rules on items nobody answered).
+    """
     order = list(project.labels.values_list("pk", flat=True))
     rows = answers.filter(skipped=False).order_by("item_id", "updated_at", "pk")
     grouped: dict[int, dict[int, list[int]]] = {}
@@ -137,21 +143,26 @@ def final_label_ids_by_item(
         labels = grouped.setdefault(item_id, {}).setdefault(answer_id, [])
         if label_id is not None:
             labels.append(label_id)
-    rulings: dict[int, list[int]] = {}
     # Every ruling of the project: cheaper than narrowing it to the answered items in SQL.
-    ruled = Adjudication.objects.filter(item__project=project).values_list("item_id", "labels")
-    for item_id, label_id in ruled:
-        picked = rulings.setdefault(item_id, [])
+    scope = Adjudication.objects.filter(item__project=project) if rulings is None else rulings
+    ruled: dict[int, list[int]] = {}
+    for item_id, label_id in scope.values_list("item_id", "labels"):
+        picked = ruled.setdefault(item_id, [])
         if label_id is not None:
             picked.append(label_id)
-    return {
+    final = {
         item_id: (
-            _in_order_of(rulings[item_id], order)
-            if rulings.get(item_id)
+            _in_order_of(ruled[item_id], order)
+            if ruled.get(item_id)
             else decide(list(by_answer.values()), project.multi_label, order)
         )
         for item_id, by_answer in grouped.items()
     }
+    if rulings is not None:
+        for item_id, picked in ruled.items():
+            if picked and item_id not in final:
+                final[item_id] = _in_order_of(picked, order)
+    return final
 
 
 def _in_order_of(labels: Sequence[int], order: Sequence[int]) -> list[int]:

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
 
-from labeling.models import Annotation, Item, Project
+from labeling.models import Adjudication, Annotation, Item, Project
 from labeling.validation import contains_nul, parse_flag, parse_iso_time
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -168,8 +168,9 @@ def candidate_items(project: Project, options: ExportOptions) -> QuerySet[Item]:
     if options.annotator:
         items = items.filter(Exists(answers.filter(annotator__username=options.annotator)))
     if options.final_only or options.label or options.min_agreement is not None:
-        # Only an item with a non-skipped answer can have a final label.
-        items = items.filter(Exists(answers.filter(skipped=False)))
+        # Only an item with a non-skipped answer or a ruling can have a final label.
+        ruled = Adjudication.objects.filter(item=OuterRef("pk"))
+        items = items.filter(Exists(answers.filter(skipped=False)) | Exists(ruled))
     return items
 
 

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from labeling.access import OVERSEERS, AuthedRequest, project_for
@@ -64,6 +65,9 @@ def resolve_item(request: AuthedRequest, project_id: int, item_id: int) -> HttpR
             messages.error(request, " ".join(str(error) for error in errors))
     else:
         messages.success(request, f"Item {item.pk} resolved.")
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        return redirect(back)  # the item's page, where the ruling was made
     return redirect(reverse("people", args=[project.pk]) + "#rulings")
 
 

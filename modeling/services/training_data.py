@@ -10,7 +10,7 @@ import numpy.typing as npt
 from django.db.models import QuerySet
 
 from labeling.consensus import final_label_ids_by_item
-from labeling.models import Annotation, Item, Label, Project
+from labeling.models import Adjudication, Annotation, Item, Label, Project
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,11 @@ def training_set(project: Project, labels: list[Label]) -> TrainingSet:
     on them too.
     """
     answers = Annotation.objects.filter(item__project=project, skipped=False)
+    rulings = Adjudication.objects.filter(item__project=project)
     if not project.train_on_control:
         answers = answers.exclude(item__is_random_control=True)
-    return _as_arrays(project, labels, answers)
+        rulings = rulings.exclude(item__is_random_control=True)
+    return _as_arrays(project, labels, answers, rulings)
 
 
 def evaluation_set(project: Project, labels: list[Label]) -> TrainingSet:
@@ -46,14 +48,18 @@ def evaluation_set(project: Project, labels: list[Label]) -> TrainingSet:
     answers = Annotation.objects.filter(
         item__project=project, item__is_random_control=True, skipped=False
     )
-    return _as_arrays(project, labels, answers)
+    rulings = Adjudication.objects.filter(item__project=project, item__is_random_control=True)
+    return _as_arrays(project, labels, answers, rulings)
 
 
 def _as_arrays(
-    project: Project, labels: list[Label], annotations: QuerySet[Annotation]
+    project: Project,
+    labels: list[Label],
+    annotations: QuerySet[Annotation],
+    rulings: QuerySet[Adjudication],
 ) -> TrainingSet:
     index = {label.pk: i for i, label in enumerate(labels)}
-    final = final_label_ids_by_item(project, annotations)
+    final = final_label_ids_by_item(project, annotations, rulings)
     item_ids = sorted(final)
     counts: Counter[int] = Counter()
     targets: npt.NDArray[np.int64]
