@@ -10,10 +10,11 @@ from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 
+from labeling.importing import LabelRules
 from labeling.models import Annotation, Item, Label, Project, Role
 from labeling.parsers import FORMATS, Columns
 from labeling.uploads import UploadTooLarge, check_upload_size, upload_limit
-from labeling.validation import validate_name_text
+from labeling.validation import label_key, validate_name_text
 from modeling.interface import STRATEGY_NAMES
 
 
@@ -84,9 +85,29 @@ class ImportForm(forms.Form):
         required=False, help_text="Default: 'external_id' or 'id', if present."
     )
     no_header = forms.BooleanField(required=False, label="The first row is data, not a header")
+    ignore_labels = forms.BooleanField(
+        required=False, label="Ignore the labels in this file (import the texts only)"
+    )
+    label_values = forms.CharField(
+        required=False,
+        label="Map file values to labels",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "1 = World\n2 = Sports"}),
+        help_text="One per line, file value = label. Names match whatever their case.",
+    )
+    labels_by_position = forms.BooleanField(
+        required=False,
+        label="Numbers in the label column are label positions (1 is the first label)",
+    )
 
-    def __init__(self, *args: Any, upload_problem: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        project: Project | None = None,
+        upload_problem: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.project = project
         self.fields["file"].help_text = f"At most {upload_limit()}."
         # The upload was refused as it came in (labeling/uploads.py): say why, not "required".
         self.upload_problem = upload_problem
@@ -106,6 +127,35 @@ class ImportForm(forms.Form):
         if self.upload_problem is not None:
             raise ValidationError(self.upload_problem)
         return data
+
+    def clean_label_values(self) -> dict[str, str]:
+        known = {label_key(name): name for name in self._label_names()}
+        mapping: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["label_values"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            value, sign, name = line.partition("=")
+            if not sign or not value.strip() or not name.strip():
+                raise ValidationError(f"Line {number}: write it as file value = label.")
+            if label_key(name) not in known:
+                raise ValidationError(
+                    f"Line {number}: no label {name.strip()!r}; the labels are "
+                    f"{', '.join(known.values())}."
+                )
+            mapping[value.strip()] = known[label_key(name)]
+        return mapping
+
+    def _label_names(self) -> list[str]:
+        if self.project is None:
+            return []
+        return list(self.project.labels.order_by("position").values_list("name", flat=True))
+
+    def label_rules(self) -> LabelRules:
+        return LabelRules(
+            values=self.cleaned_data.get("label_values") or {},
+            by_position=bool(self.cleaned_data.get("labels_by_position")),
+            ignore=bool(self.cleaned_data.get("ignore_labels")),
+        )
 
     def columns(self) -> Columns:
         text = self.cleaned_data["text_column"]
@@ -199,11 +249,11 @@ class BaseLabelFormSet(forms.BaseModelFormSet):
             if not data or not data.get("name"):
                 continue
             name, hotkey = data["name"].strip(), (data.get("hotkey") or "").strip()
-            if name in names:
-                raise ValidationError(f"Two labels are named {name!r}.")
+            if label_key(name) in names:
+                raise ValidationError(f"Two labels are named {name!r} (case does not count).")
             if hotkey and hotkey in hotkeys:
                 raise ValidationError(f"Two labels use the key {hotkey!r}.")
-            names.add(name)
+            names.add(label_key(name))
             hotkeys.add(hotkey)
 
 

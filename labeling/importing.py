@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from labeling.models import (
     normalize_text,
 )
 from labeling.parsers import Columns, ParseError, Rejected, Row, read_rows
-from labeling.validation import contains_nul
+from labeling.validation import contains_nul, label_key
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -40,18 +41,43 @@ class ImportReport:
     duplicates: int = 0
     rejected: int = 0
     rejections: list[Rejected] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
         return f"imported {self.imported}, duplicates {self.duplicates}, rejected {self.rejected}"
 
+    def most_common_reasons(self, n: int = 5) -> list[tuple[str, int]]:
+        """Why rows were rejected, the most frequent reason first, with how many rows."""
+        return self.reasons.most_common(n)
+
     def reject(self, line: int, reason: str) -> None:
         self.rejected += 1
+        self.reasons[reason] += 1
         if len(self.rejections) < MAX_REPORTED_REJECTIONS:
             self.rejections.append(Rejected(line, reason))
 
 
+@dataclass(frozen=True)
+class LabelRules:
+    """How the file's label values become the project's labels.
+
+    Values match label names whatever their case and spacing (`world ` is `World`).
+    `values` maps file values to label names first (`1` -> `World`); `by_position` reads
+    whole numbers as positions in the project's label order, counting from 1; `ignore`
+    imports the texts alone.
+    """
+
+    values: Mapping[str, str] = field(default_factory=dict)
+    by_position: bool = False
+    ignore: bool = False
+
+
 def import_items(
-    project: Project, stream: Iterable[bytes], fmt: str, columns: Columns
+    project: Project,
+    stream: Iterable[bytes],
+    fmt: str,
+    columns: Columns,
+    rules: LabelRules | None = None,
 ) -> ImportReport:
     """Import every valid record of the file into the project.
 
@@ -64,24 +90,47 @@ def import_items(
     the other's rows missing and then collide on them (or deadlock) when inserting.
     """
     report = ImportReport()
-    labels = {label.name: label for label in project.labels.all()}
+    ordered = list(project.labels.order_by("position"))
+    labels = {label.name: label for label in ordered}
+    matcher = _LabelMatcher(ordered, rules or LabelRules())
     importer = imported_annotator()
     try:
         with transaction.atomic():
             # Waits here while another import into the project runs, until it commits.
             Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
-            valid = _validated(read_rows(stream, fmt, columns), project, labels, report)
+            valid = _validated(read_rows(stream, fmt, columns), project, matcher, report)
             for batch in _batches(valid, BATCH_SIZE):
                 _store_batch(project, batch, labels, importer, report)
+            if not (report.imported or report.duplicates or report.rejected):
+                raise ParseError("The file has no items: it is empty, or has only a header row.")
     except ParseError as exc:
         raise ImportFailed(f"{exc} Nothing was imported.") from exc
     return report
 
 
+class _LabelMatcher:
+    """File label values to the project's label names (see LabelRules)."""
+
+    def __init__(self, ordered: list[Label], rules: LabelRules) -> None:
+        self.rules = rules
+        self.names = [label.name for label in ordered]
+        self.by_key = {label_key(label.name): label.name for label in ordered}
+        self.values = {label_key(value): name for value, name in rules.values.items()}
+
+    def name_of(self, value: str) -> str | None:
+        key = label_key(value)
+        if key in self.values:
+            key = label_key(self.values[key])
+        elif self.rules.by_position and key.isdigit() and key.isascii():
+            position = int(key)
+            return self.names[position - 1] if 1 <= position <= len(self.names) else None
+        return self.by_key.get(key)
+
+
 def _validated(
     records: Iterable[Row | Rejected],
     project: Project,
-    labels: dict[str, Label],
+    matcher: _LabelMatcher,
     report: ImportReport,
 ) -> Iterator[Row]:
     max_chars = settings.SIFT_MAX_TEXT_CHARS
@@ -89,6 +138,8 @@ def _validated(
         if isinstance(record, Rejected):
             report.reject(record.line, record.reason)
             continue
+        given = [] if matcher.rules.ignore else record.labels
+        names = [matcher.name_of(value) for value in given]
         text = normalize_text(record.text)
         if not text:
             report.reject(record.line, "empty text")
@@ -101,15 +152,17 @@ def _validated(
             report.reject(
                 record.line, f"text is {len(text):,} characters; the limit is {max_chars:,}"
             )
-        elif unknown := [name for name in record.labels if name not in labels]:
+        elif unknown := [value for value, name in zip(given, names, strict=True) if not name]:
             report.reject(
                 record.line,
-                f"unknown label {unknown[0]!r} (project labels: {', '.join(labels)})",
+                f"unknown label {unknown[0]!r} (project labels: {', '.join(matcher.names)}; "
+                "map file values to labels, or import without the labels)",
             )
-        elif len(record.labels) > 1 and not project.multi_label:
+        elif len(given) > 1 and not project.multi_label:
             report.reject(record.line, "several labels given but the project is single-label")
         else:
-            yield Row(record.line, text, record.labels, record.external_id, record.metadata)
+            known = [name for name in names if name]
+            yield Row(record.line, text, known, record.external_id, record.metadata)
 
 
 def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:

@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from labeling.validation import (
+    label_key,
     validate_color,
     validate_encoder_folder,
     validate_hotkey,
@@ -212,8 +213,8 @@ class Project(models.Model):
         cleaned = [name.strip() for name in names if name.strip()]
         if not cleaned:
             raise ValidationError("A project needs at least one label.")
-        if len(set(cleaned)) != len(cleaned):
-            raise ValidationError("Label names must be unique.")
+        if len({label_key(name) for name in cleaned}) != len(cleaned):
+            raise ValidationError("Label names must be unique, whatever their case.")
         labels = [
             Label(
                 project=self,

@@ -116,6 +116,34 @@ def read_rows(stream: Iterable[bytes], fmt: str, columns: Columns) -> Iterator[R
     return _read_delimited(lines, columns, "\t" if fmt == "tsv" else ",")
 
 
+# Files that are not text, by their first bytes: the message says what the file looks like.
+MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (an Excel or OpenDocument workbook is one: save it as CSV)",
+    b"\x1f\x8b": "a gzip archive",
+    b"\xd0\xcf\x11\xe0": "an old Excel or Word file (save it as CSV)",
+    b"PAR1": "a Parquet file",
+}
+BINARY_CHECK_LINES = 50
+
+
+def _refuse_binary(raw: bytes, number: int) -> None:
+    """A file that starts like a known binary format, or has NUL bytes in its first lines, is
+    refused as a whole: its "rows" would be junk (a PNG renamed .csv became an item U+001A)."""
+    if number == 1:
+        for magic, kind in MAGIC.items():
+            if raw.startswith(magic):
+                raise ParseError(f"This file is not text: it looks like {kind}.")
+    if b"\x00" in raw:
+        raise ParseError(
+            f"This file is not text: line {number} holds NUL bytes. Upload a UTF-8 CSV, "
+            "TSV, JSONL or plain-text file (a UTF-16 file is saved as UTF-8 first)."
+        )
+
+
 class _DecodedLines:
     """Decodes a binary stream line by line, remembering lines that are not valid UTF-8."""
 
@@ -129,6 +157,8 @@ class _DecodedLines:
             self.number += 1
             if self.number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
+            if self.number <= BINARY_CHECK_LINES:
+                _refuse_binary(raw, self.number)
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as exc:

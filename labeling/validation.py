@@ -95,3 +95,9 @@ def parse_whole_number(raw: str, name: str, low: int, high: int) -> int:
     if not _WHOLE_NUMBER.fullmatch(text) or not low <= int(text) <= high:
         raise ValidationError(f"{name} must be a whole number from {low} to {high}, not {raw!r}.")
     return int(text)
+
+
+def label_key(name: str) -> str:
+    """A label name as matching sees it: case and runs of spaces do not count, so `world ` is
+    `World`, and a project cannot have both."""
+    return " ".join(name.split()).casefold()

@@ -76,7 +76,10 @@ def test_it_rejects_bad_rows_with_line_numbers_and_keeps_the_good_ones(
     assert out.strip() == "imported 2, duplicates 0, rejected 4"
     assert "line 3: empty text" in err
     assert "line 4: not valid UTF-8 (byte 0xff at column 5)" in err
-    assert "line 5: unknown label 'happy' (project labels: positive, negative, neutral)" in err
+    assert (
+        "line 5: unknown label 'happy' (project labels: positive, negative, neutral; map file "
+        "values to labels, or import without the labels)"
+    ) in err
     assert "line 6: text is 30,000 characters; the limit is 20,000" in err
 
 

@@ -9,7 +9,7 @@ from django.db import transaction
 from rest_framework import serializers
 
 from labeling.models import Annotation, Item, Label, Project
-from labeling.validation import contains_nul, validate_name_text
+from labeling.validation import contains_nul, label_key, validate_name_text
 from modeling.interface import STRATEGY_NAMES
 from modeling.models import ModelVersion
 
@@ -23,11 +23,14 @@ class LabelSerializer(serializers.ModelSerializer):
     def validate_name(self, name: str) -> str:
         name = name.strip()
         project = self.context.get("project")
-        others = Label.objects.filter(project=project, name=name)
+        others = Label.objects.filter(project=project)
         if self.instance is not None:
             others = others.exclude(pk=self.instance.pk)
-        if project is not None and others.exists():
-            raise serializers.ValidationError(f"The project already has a label {name!r}.")
+        taken = {label_key(other) for other in others.values_list("name", flat=True)}
+        if project is not None and label_key(name) in taken:
+            raise serializers.ValidationError(
+                f"The project already has a label {name!r} (case does not count)."
+            )
         return name
 
     def validate_hotkey(self, hotkey: str) -> str:

@@ -23,14 +23,17 @@ from modeling.scheduling import request_retrain
 def project_import(request: AuthedRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id, LEADS)
     if request.method != "POST":
-        return _page(request, project, ImportForm())
+        return _page(request, project, ImportForm(project=project))
     guard = ImportUploadGuard(request)
     request.upload_handlers.insert(0, guard)
     data, files = request.POST, request.FILES
     if guard.problem is not None:
         # Nothing is imported, so this answer needs no CSRF check (the token may not have come).
-        return _page(request, project, ImportForm(data, files, upload_problem=str(guard.problem)))
-    return _import(request, project, ImportForm(data, files))
+        problem = str(guard.problem)
+        return _page(
+            request, project, ImportForm(data, files, project=project, upload_problem=problem)
+        )
+    return _import(request, project, ImportForm(data, files, project=project))
 
 
 @csrf_protect
@@ -40,7 +43,7 @@ def _import(request: AuthedRequest, project: Project, form: ImportForm) -> HttpR
         upload = form.cleaned_data["file"]
         try:
             fmt = form.cleaned_data["format"] or guess_format(upload.name)
-            report = import_items(project, upload, fmt, form.columns())
+            report = import_items(project, upload, fmt, form.columns(), form.label_rules())
             if report.imported:
                 request_retrain(project)
         except (ParseError, ImportFailed) as exc:
