@@ -1,0 +1,212 @@
+"""Items page queries on a large project: p50 and p99 ms per query, PostgreSQL and SQLite.
+
+The project holds `--items` items (default 100,000); a third are answered once by one of four
+annotators, one in twenty twice with a disagreement, and one in fifty is ruled. Each query is
+what the items page runs for one page (`labeling.item_browser.page_of` plus the page's final
+labels): the first page, a later page by cursor, a text search, each state filter, a final
+label (which reads the whole project's labels), an annotator, and the queue order. Each runs
+`--repeats` times after one warm-up; the table gives p50 and p99.
+
+Django's settings are fixed per process, so each backend runs in a subprocess of this script:
+
+    .venv/bin/python bench/bench_items_page.py                      # both backends, one table
+    .venv/bin/python bench/bench_items_page.py --backend sqlite --items 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labeling.models import Project
+
+from harness import (  # bench/ is on sys.path when run as a script
+    BACKENDS,
+    add_postgres_url,
+    format_ms,
+    migrated_database,
+    percentile,
+    run_backends,
+)
+
+BENCH_DATABASE = "sift_bench_items_page"
+LABEL_NAMES = ["world", "sports", "business", "science"]
+QUERIES: dict[str, dict[str, str]] = {
+    "first page": {},
+    "text search": {"q": "quarterly"},
+    "search, no match": {"q": "zebra crossing"},
+    "unlabeled": {"state": "unlabeled"},
+    "labeled": {"state": "labeled"},
+    "skipped": {"state": "skipped"},
+    "disputed": {"state": "disputed"},
+    "ruled": {"state": "ruled"},
+    "annotator": {"annotator": "annotator-2"},
+    "final label": {"label": "sports"},
+    "queue order": {"sort": "queue"},
+}
+
+
+@dataclass
+class Timing:
+    query: str
+    rows: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass
+class Result:
+    backend: str
+    items: int
+    seed_s: float = 0.0
+    timings: list[Timing] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def main() -> int:
+    args = _parse_args()
+    return run_backends(
+        args,
+        run_backend,
+        parse=lambda raw: Result(**{**raw, "timings": [Timing(**t) for t in raw["timings"]]}),
+        failed=lambda backend, why: Result(backend, args.items, failures=[why]),
+        report=_print_report,
+    )
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=BACKENDS, help="run one backend (default: both)")
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=30, help="runs of each query")
+    add_postgres_url(parser)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def _print_report(results: list[Result]) -> None:
+    print()
+    print("| backend | query | rows on the page | p50 ms | p99 ms |")
+    print("|---|---|---:|---:|---:|")
+    for r in results:
+        for t in r.timings:
+            print(
+                f"| {r.backend} | {t.query} | {t.rows} | {format_ms(t.p50_ms)} "
+                f"| {format_ms(t.p99_ms)} |"
+            )
+    for r in results:
+        print(f"{r.backend}: seeding {r.items:,} items took {r.seed_s:.1f} s")
+        for failure in r.failures[:20]:
+            print(f"FAIL {r.backend}: {failure}")
+
+
+def run_backend(args: argparse.Namespace) -> Result:
+    result = Result(args.backend, args.items)
+    with migrated_database(args.backend, args.postgres_url, BENCH_DATABASE):
+        started = time.perf_counter()
+        project = _seed(args.items)
+        result.seed_s = time.perf_counter() - started
+        _log(f"{args.backend}: seeded {args.items} items in {result.seed_s:.1f}s")
+        queries = {**QUERIES, "second page": {"after": str(_second_page_cursor(project))}}
+        for name, params in queries.items():
+            timing = _time_query(project, name, params, args.repeats)
+            _log(f"{args.backend}: {name}: p50 {format_ms(timing.p50_ms)} ms")
+            result.timings.append(timing)
+    return result
+
+
+def _second_page_cursor(project: Project) -> int:
+    from labeling.item_browser import ItemQuery, page_of
+
+    _, cursor = page_of(project, ItemQuery())
+    return cursor or 0
+
+
+def _time_query(project: Project, name: str, params: dict[str, str], repeats: int) -> Timing:
+    from labeling.item_browser import ItemQuery, final_labels_of, page_of
+
+    query = ItemQuery.from_params(project, params)
+    samples: list[float] = []
+    rows = 0
+    for run in range(repeats + 1):
+        started = time.perf_counter()
+        items, _ = page_of(project, query)
+        final_labels_of(project, items)
+        if run:  # the first run warms caches
+            samples.append((time.perf_counter() - started) * 1000)
+        rows = len(items)
+    return Timing(name, rows, percentile(samples, 50), percentile(samples, 99))
+
+
+def _seed(count: int) -> Project:
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from labeling.models import Adjudication, Annotation, Item, Project, QueueEntry, content_hash
+
+    project = Project.objects.create(name="Items page bench", overlap=2)
+    labels = project.set_labels(LABEL_NAMES)
+    people = [User.objects.create_user(f"annotator-{n}") for n in range(4)]
+    words = ["quarterly earnings", "late goal", "new chip", "peace talks", "rain delay"]
+    items = Item.objects.bulk_create(
+        (
+            Item(
+                project=project,
+                text=f"Item {n}: a story about {words[n % 5]} number {n % 977}.",
+                content_hash=content_hash(f"item {n}"),
+                answer_count=(2 if n % 20 == 0 else 1) if n % 3 == 0 else 0,
+            )
+            for n in range(count)
+        ),
+        batch_size=2000,
+    )
+    answers: list[Annotation] = []
+    chosen: list[int] = []
+    for n, item in enumerate(items):
+        if n % 3:
+            continue
+        answers.append(Annotation(item=item, annotator=people[n % 4], skipped=n % 30 == 3))
+        chosen.append(n % 4)
+        if n % 20 == 0:
+            answers.append(Annotation(item=item, annotator=people[(n + 1) % 4]))
+            chosen.append((n + 1) % 4)
+    answers = Annotation.objects.bulk_create(answers, batch_size=2000)
+    through = Annotation.labels.through
+    through.objects.bulk_create(
+        (
+            through(annotation_id=answer.pk, label_id=labels[label].pk)
+            for answer, label in zip(answers, chosen, strict=True)
+            if not answer.skipped
+        ),
+        batch_size=2000,
+    )
+    rulings = Adjudication.objects.bulk_create(
+        (Adjudication(item=item) for n, item in enumerate(items) if n % 50 == 0), batch_size=2000
+    )
+    Adjudication.labels.through.objects.bulk_create(
+        (Adjudication.labels.through(adjudication_id=r.pk, label_id=labels[1].pk) for r in rulings),
+        batch_size=2000,
+    )
+    QueueEntry.objects.bulk_create(
+        (
+            QueueEntry(project=project, item=item, rank=rank)
+            for rank, item in enumerate(items[1::3][:1000])
+        ),
+        batch_size=2000,
+    )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    return project
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
