@@ -37,6 +37,8 @@ SORTS = {
     "queue": "Next in the queue (most informative first)",
 }
 PAGE_SIZE = 50
+# Candidates of a final-label filter read at once, when most of them match.
+CANDIDATE_CHUNK = 200
 MAX_QUERY_CHARS = 200
 
 
@@ -90,6 +92,15 @@ class ItemQuery:
 
 def matching_items(project: Project, query: ItemQuery) -> QuerySet[Item]:
     """Every item of the project the search and filters select, in no particular order."""
+    items = _candidates(project, query)
+    if query.label:
+        items = items.filter(pk__in=_items_whose_final_label_is(project, query.label, items))
+    return items
+
+
+def _candidates(project: Project, query: ItemQuery) -> QuerySet[Item]:
+    """`matching_items` in SQL alone: a final-label filter is only narrowed to items with an
+    answer or a ruling that gives the label (the final label is always one of those)."""
     items = Item.objects.filter(project=project)
     if query.q:
         items = items.filter(Q(text__icontains=query.q) | Q(external_id=query.q))
@@ -117,29 +128,47 @@ def matching_items(project: Project, query: ItemQuery) -> QuerySet[Item]:
     if query.annotator:
         items = items.filter(Exists(answers.filter(annotator__username=query.annotator)))
     if query.label:
-        items = items.filter(pk__in=_items_whose_final_label_is(project, query.label))
+        with_label = answers.filter(skipped=False, labels__name=query.label)
+        items = items.filter(Exists(with_label) | Exists(ruled.filter(labels__name=query.label)))
     return items
 
 
 def page_of(project: Project, query: ItemQuery) -> tuple[list[Item], int | None]:
     """One page of matching items in the asked order, and the cursor of the next page."""
-    items = matching_items(project, query).select_related("adjudication")
+    items = _candidates(project, query).select_related("adjudication")
     if query.sort == "queue":
         # Ranked items only, by rank: what annotators get next. The cursor is a rank.
         items = items.filter(queue_entry__isnull=False).select_related("queue_entry")
         if query.after is not None:
             items = items.filter(queue_entry__rank__gt=query.after)
-        page = list(items.order_by("queue_entry__rank")[: PAGE_SIZE + 1])
+        page = _first_kept(project, query, items.order_by("queue_entry__rank"))
         more = len(page) > PAGE_SIZE
         page = page[:PAGE_SIZE]
         return page, (page[-1].queue_entry.rank if more and page else None)
     descending = query.sort == "newest"
     if query.after is not None:
         items = items.filter(pk__lt=query.after) if descending else items.filter(pk__gt=query.after)
-    page = list(items.order_by("-pk" if descending else "pk")[: PAGE_SIZE + 1])
+    page = _first_kept(project, query, items.order_by("-pk" if descending else "pk"))
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
     return page, (page[-1].pk if more and page else None)
+
+
+def _first_kept(project: Project, query: ItemQuery, ordered: QuerySet[Item]) -> list[Item]:
+    """The first PAGE_SIZE + 1 candidates in order that really match: with a final-label
+    filter, candidates are read a chunk at a time and kept when their final label has it."""
+    if not query.label:
+        return list(ordered[: PAGE_SIZE + 1])
+    kept: list[Item] = []
+    start = 0
+    while len(kept) <= PAGE_SIZE:
+        chunk = list(ordered[start : start + CANDIDATE_CHUNK])
+        if not chunk:
+            break
+        final = final_labels_of(project, chunk)
+        kept += [item for item in chunk if query.label in final.get(item.pk, [])]
+        start += CANDIDATE_CHUNK
+    return kept[: PAGE_SIZE + 1]
 
 
 def final_labels_of(project: Project, items: list[Item]) -> dict[int, list[str]]:
@@ -154,12 +183,15 @@ def final_labels_of(project: Project, items: list[Item]) -> dict[int, list[str]]
     return {item_id: [names[pk] for pk in label_ids] for item_id, label_ids in final.items()}
 
 
-def _items_whose_final_label_is(project: Project, name: str) -> list[int]:
+def _items_whose_final_label_is(
+    project: Project, name: str, candidates: QuerySet[Item]
+) -> list[int]:
     label = project.labels.get(name=name)
+    ids = candidates.values("pk")
     final = final_label_ids_by_item(
         project,
-        Annotation.objects.filter(item__project=project),
-        Adjudication.objects.filter(item__project=project),
+        Annotation.objects.filter(item__in=ids),
+        Adjudication.objects.filter(item__in=ids),
     )
     return [item_id for item_id, label_ids in final.items() if label.pk in label_ids]
 
