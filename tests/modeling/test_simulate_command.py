@@ -194,3 +194,24 @@ def test_it_asks_for_a_format_it_cannot_guess(tmp_path: Path):
 
     with pytest.raises(CommandError, match=r"pass --format \(one of: csv, tsv, jsonl, labeled"):
         simulate("--train", str(train), "--out", str(tmp_path))
+
+
+def test_fresh_seeds_repeat_the_run_that_seed_would_give(tmp_path: Path):
+    """--first-seed 1 --repeats 1 is the second repeat of --repeats 2: a fresh seed confirms a
+    choice without rerunning the first."""
+    train = write_dataset(tmp_path / "topics.csv")
+    small = ("--seed-size", "6", "--batch-size", "6", "--budget", "24", "--strategy", "random")
+
+    simulate("--train", str(train), "--out", str(tmp_path / "both"), *small, "--repeats", "2")
+    output = simulate(
+        "--train", str(train), "--out", str(tmp_path / "second"), *small,
+        "--repeats", "1", "--first-seed", "1",
+    )  # fmt: skip
+
+    both = [row for row in csv_rows(tmp_path / "both" / "curves.csv") if row["repeat"] == "1"]
+    second = csv_rows(tmp_path / "second" / "curves.csv")
+    assert [row["repeat"] for row in second] == ["1"] * 4
+    assert [row["accuracy"] for row in second] == [row["accuracy"] for row in both]
+    assert "(seed 1)" in output
+    with pytest.raises(CommandError, match="--first-seed must be 0 or more"):
+        simulate("--train", str(train), "--out", str(tmp_path / "x"), *small, "--first-seed", "-1")
