@@ -18,8 +18,12 @@ VAR_DIR = Path(env_str("SIFT_VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    # A command that serves no web request (manage.py sets SIFT_OFFLINE_COMMAND for all but
+    # runserver) signs nothing a browser sees: it may run without a key.
+    if not (DEBUG or env_bool("SIFT_OFFLINE_COMMAND", False)):
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off (offline manage.py commands need none)"
+        )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])

@@ -67,10 +67,62 @@ def run_check(**env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
-    result = run_check(DEBUG="false", SIFT_VAR_DIR=str(tmp_path))
-    assert result.returncode != 0
-    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+def without_secrets(tmp_path: Path) -> dict[str, str]:
+    """A fresh shell: no SECRET_KEY, DEBUG or DATABASE_URL, an empty var folder."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "SIFT_OFFLINE_COMMAND"}
+    }
+    return {**clean, "SIFT_VAR_DIR": str(tmp_path / "var")}
+
+
+def test_production_refuses_to_serve_without_a_secret_key(tmp_path: Path) -> None:
+    env = {**without_secrets(tmp_path), "DEBUG": "false"}
+    for command in (["-c", "import config.wsgi"], ["manage.py", "runserver", "--noreload"]):
+        result = subprocess.run(
+            [sys.executable, *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode != 0
+        assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_the_readmes_offline_commands_run_as_written_in_a_fresh_shell(tmp_path: Path) -> None:
+    """README: create_project, import_items, create_api_token and simulate, word for word,
+    with no SECRET_KEY or DEBUG in the environment (issue 17, finding 8)."""
+    env = without_secrets(tmp_path)
+    items = tmp_path / "items.csv"
+    items.write_text("text,label\nThe Lions won the match,Sports\nShares rose,Business\n")
+
+    def manage(*args: str) -> str:
+        result = subprocess.run(
+            [".venv/bin/python", "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    manage("migrate", "--no-input", "-v", "0")
+    project = manage("create_project", "News topics", "--labels", "World,Sports,Business,Sci/Tech")
+    assert project.strip().isdigit()
+    assert "imported 2" in manage("import_items", "News topics", str(items))
+    manage("seed_demo")
+    assert (
+        manage("create_api_token", "lead", "--name", "my script")
+        .strip()
+        .split()[-1]
+        .startswith("sift_")
+    )
+    assert "--first-seed" in manage("simulate", "--help")
 
 
 def test_a_bad_database_url_is_named(tmp_path: Path) -> None:
