@@ -277,6 +277,7 @@ class ExportForm(forms.Form):
             ("csv", "CSV: opens in a spreadsheet"),
             ("jsonl", "JSONL: one JSON object per line"),
             ("parquet", "Parquet: for pandas, Spark or Hugging Face datasets"),
+            ("hf", "Hugging Face datasets: a zip with train and test splits and the labels"),
         ],
         initial="csv",
     )

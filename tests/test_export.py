@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import tracemalloc
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +43,14 @@ from labeling.models import (
     imported_annotator,
 )
 from labeling.parsers import Columns
-from tests.conftest import RecordingBroker, add_items, client_for, make_project, make_user
+from tests.conftest import (
+    RecordingBroker,
+    add_items,
+    client_for,
+    label,
+    make_project,
+    make_user,
+)
 from tests.worker import running_worker, wait_for
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -315,7 +323,11 @@ def test_alice_exports_only_the_random_control_items(
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
-        ({"format": "xml"}, "format", "Unknown format 'xml'; choose one of: jsonl, csv, parquet."),
+        (
+            {"format": "xml"},
+            "format",
+            "Unknown format 'xml'; choose one of: jsonl, csv, parquet, hf.",
+        ),
         ({"since": "last tuesday"}, "since", "is not an ISO 8601 time"),
         ({"annotator": "nobody"}, "annotator", "No member of this project is called 'nobody'."),
         ({"label": "spam"}, "label", "Unknown label 'spam'"),
@@ -609,3 +621,28 @@ def test_only_leads_open_the_export_page(project: Project, alice: User, bob: Use
     url = reverse("project_export", args=[project.pk])
     assert client_for(bob).get(url).status_code == 404
     assert client_for(alice).get(url).status_code == 200
+
+
+def test_a_hugging_face_export_splits_the_evaluation_set_off_as_test(
+    alice: User, bob: User
+) -> None:
+    project = make_project(alice, (bob, Role.ANNOTATOR), items=8)
+    items = list(project.items.order_by("pk"))
+    for n, item in enumerate(items[:6]):
+        label(project, bob, item, ("positive", "negative", "neutral")[n % 3])
+    Item.objects.filter(pk__in=[items[0].pk, items[1].pk]).update(is_random_control=True)
+
+    response = client_for(alice).get(export_url(project), {"format": "hf"})
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"].endswith('.zip"')
+    archive = zipfile.ZipFile(io.BytesIO(body(response)))
+    assert sorted(archive.namelist()) == ["README.md", "labels.json", "test.jsonl", "train.jsonl"]
+    names = json.loads(archive.read("labels.json"))
+    assert names == ["positive", "negative", "neutral"]
+    test = [json.loads(line) for line in archive.read("test.jsonl").splitlines()]
+    train = [json.loads(line) for line in archive.read("train.jsonl").splitlines()]
+    assert [row["id"] for row in test] == [items[0].pk, items[1].pk]  # the random controls
+    assert [row["id"] for row in train] == [item.pk for item in items[2:6]]  # labeled only
+    assert all(names[row["label"]] == row["label_names"][0] for row in train + test)
+    assert "load_dataset" in archive.read("README.md").decode()

@@ -118,6 +118,7 @@ class ProjectExportView(ProjectScoped, APIView):
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
             (200, "text/csv"): OpenApiTypes.BINARY,
             (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+            (200, "application/zip"): OpenApiTypes.BINARY,
             202: ExportJobSerializer,
             400: OpenApiResponse(description="A bad parameter, named in the answer"),
         },
@@ -126,7 +127,9 @@ class ProjectExportView(ProjectScoped, APIView):
             "reviewer's ruling wins over the answers), labels, agreement, adjudicated (a "
             "reviewer ruled), answers_count (answers not skipped), prediction, confidence, "
             "model_version, random_control (served as a uniform random draw, part of the "
-            "evaluation set), metadata, and with answers=1 every answer. Above "
+            "evaluation set), metadata, and with answers=1 every answer. format=hf: a zip for "
+            "Hugging Face datasets (train.jsonl, test.jsonl = the random controls, labels.json). "
+            "Above "
             "SIFT_EXPORT_SYNC_LIMIT items (or with async=1) a worker writes the file: the "
             "answer is 202 with the job to poll."
         ),

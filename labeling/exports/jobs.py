@@ -88,6 +88,7 @@ def run_export_job(job_pk: int) -> None:
                 job.format,
                 target,
                 options.with_answers,
+                project,
             )
             target.seek(0)
             job.file.save(export_filename(project, job.format), File(target), save=False)

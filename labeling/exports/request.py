@@ -16,7 +16,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from labeling.models import Adjudication, Annotation, Item, Project
 from labeling.validation import contains_nul, parse_flag, parse_iso_time
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "hf")
 DEFAULT_SYNC_LIMIT = 200_000
 
 

@@ -15,10 +15,11 @@ from labeling.exports.request import ExportRequest, candidate_items, runs_in_bac
 from labeling.exports.rows import export_rows
 from labeling.exports.writers import (
     CONTENT_TYPES,
+    WHOLE_FILE_FORMATS,
     csv_blocks,
     export_filename,
     jsonl_blocks,
-    write_parquet,
+    write_export,
 )
 from labeling.models import ExportJob, Project
 
@@ -43,11 +44,11 @@ def file_response(project: Project, wanted: ExportRequest) -> HttpResponseBase:
     filename = export_filename(project, wanted.fmt)
     rows = export_rows(project, wanted.options)
     content_type = CONTENT_TYPES[wanted.fmt]
-    if wanted.fmt == "parquet":
-        # Parquet's footer comes last, so the file is written whole before it is sent.
+    if wanted.fmt in WHOLE_FILE_FORMATS:
+        # Parquet's footer and a zip's index come last: the file is written whole, then sent.
         target = tempfile.TemporaryFile()  # noqa: SIM115 (FileResponse closes it once sent)
         try:
-            write_parquet(rows, target, wanted.options.with_answers)
+            write_export(rows, wanted.fmt, target, wanted.options.with_answers, project)
         except BaseException:
             target.close()
             raise

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from itertools import islice
@@ -25,7 +28,21 @@ CONTENT_TYPES = {
     "jsonl": "application/x-ndjson",
     "csv": "text/csv; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
+    "hf": "application/zip",
 }
+# Formats written whole to a file before they are sent (their index or footer comes last).
+WHOLE_FILE_FORMATS = ("parquet", "hf")
+EXTENSIONS = {"hf": "zip"}
+HF_README = """# {name}: exported by Sift
+
+    from datasets import load_dataset
+    data = load_dataset("json", data_files={{"train": "train.jsonl", "test": "test.jsonl"}})
+    names = json.load(open("labels.json"))  # label i is names[i]
+
+train.jsonl: every item with a final label outside the evaluation set. test.jsonl: the
+random-control items with a final label, a uniform sample the model never chose (the
+evaluation set Sift reports). Each line: id, text, label ({kind}), label_names.
+"""
 PARQUET_ROW_GROUP = 10_000
 # Streamed responses send blocks of about this size: large enough that the server is not
 # writing a line at a time, small enough that the first bytes leave at once.
@@ -34,7 +51,7 @@ STREAM_BLOCK_BYTES = 64 * 1024
 
 def export_filename(project: Project, fmt: str, day: date | None = None) -> str:
     day = day or timezone.localdate()
-    return f"{slugify(project.name) or 'project'}-{day:%Y-%m-%d}.{fmt}"
+    return f"{slugify(project.name) or 'project'}-{day:%Y-%m-%d}.{EXTENSIONS.get(fmt, fmt)}"
 
 
 def jsonl_blocks(rows: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:
@@ -105,12 +122,55 @@ def write_parquet(
     return written
 
 
+def write_hf_dataset(
+    rows: Iterable[Mapping[str, Any]], target: str | IO[bytes], project: Project
+) -> int:
+    """A zip that Hugging Face `datasets` loads as is: train.jsonl, test.jsonl (the
+    random-control items: the evaluation set), labels.json and a README; returns the rows
+    written (items without a final label are left out)."""
+    names = list(project.labels.order_by("position").values_list("name", flat=True))
+    index = {name: i for i, name in enumerate(names)}
+    written = 0
+    with (
+        tempfile.TemporaryFile() as train,
+        tempfile.TemporaryFile() as test,
+        zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for row in rows:
+            if not row["labels"]:
+                continue
+            ids = [index[name] for name in row["labels"]]
+            record = {
+                "id": row["id"],
+                "text": row["text"],
+                "label": ids if project.multi_label else ids[0],
+                "label_names": row["labels"],
+            }
+            split = test if row["random_control"] else train
+            split.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+            written += 1
+        for name, split in (("train.jsonl", train), ("test.jsonl", test)):
+            split.seek(0)
+            with archive.open(name, "w") as entry:
+                shutil.copyfileobj(split, entry)
+        archive.writestr("labels.json", json.dumps(names, ensure_ascii=False, indent=1))
+        kind = "a list of label indices" if project.multi_label else "the label's index"
+        archive.writestr("README.md", HF_README.format(name=project.name, kind=kind))
+    return written
+
+
 def write_export(
-    rows: Iterable[Mapping[str, Any]], fmt: str, target: IO[bytes], with_answers: bool
+    rows: Iterable[Mapping[str, Any]],
+    fmt: str,
+    target: IO[bytes],
+    with_answers: bool,
+    project: Project,
 ) -> int:
     """Write the rows to a binary file in the format; returns the row count."""
     if fmt == "parquet":
         return write_parquet(rows, target, with_answers)
+    if fmt == "hf":
+        return write_hf_dataset(rows, target, project)
     counted = CountedRows(rows)
     blocks = jsonl_blocks(counted) if fmt == "jsonl" else csv_blocks(counted, with_answers)
     for block in blocks:
