@@ -645,4 +645,15 @@ def test_a_hugging_face_export_splits_the_evaluation_set_off_as_test(
     assert [row["id"] for row in test] == [items[0].pk, items[1].pk]  # the random controls
     assert [row["id"] for row in train] == [item.pk for item in items[2:6]]  # labeled only
     assert all(names[row["label"]] == row["label_names"][0] for row in train + test)
-    assert "load_dataset" in archive.read("README.md").decode()
+    assert (
+        'data_files={"train": "train.jsonl", "test": "test.jsonl"}'
+        in archive.read("README.md").decode()
+    )
+
+    Item.objects.filter(project=project).update(is_random_control=False)
+    no_controls = zipfile.ZipFile(
+        io.BytesIO(body(client_for(alice).get(export_url(project), {"format": "hf"})))
+    )
+    # An empty split would make load_dataset fail: it is left out, and the README says so.
+    assert "test.jsonl" not in no_controls.namelist()
+    assert 'data_files={"train": "train.jsonl"}' in no_controls.read("README.md").decode()

@@ -35,13 +35,15 @@ WHOLE_FILE_FORMATS = ("parquet", "hf")
 EXTENSIONS = {"hf": "zip"}
 HF_README = """# {name}: exported by Sift
 
+    import json
     from datasets import load_dataset
-    data = load_dataset("json", data_files={{"train": "train.jsonl", "test": "test.jsonl"}})
+    data = load_dataset("json", data_files={files})
     names = json.load(open("labels.json"))  # label i is names[i]
 
 train.jsonl: every item with a final label outside the evaluation set. test.jsonl: the
 random-control items with a final label, a uniform sample the model never chose (the
-evaluation set Sift reports). Each line: id, text, label ({kind}), label_names.
+evaluation set Sift reports). A split with no item is left out (`datasets` refuses an empty
+one). Each line: id, text, label ({kind}), label_names.
 """
 PARQUET_ROW_GROUP = 10_000
 # Streamed responses send blocks of about this size: large enough that the server is not
@@ -149,13 +151,18 @@ def write_hf_dataset(
             split = test if row["random_control"] else train
             split.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
             written += 1
-        for name, split in (("train.jsonl", train), ("test.jsonl", test)):
+        files: dict[str, str] = {}
+        for name, split in (("train", train), ("test", test)):
+            if not split.tell():
+                continue  # load_dataset fails on an empty split ("corresponds to no data")
             split.seek(0)
-            with archive.open(name, "w") as entry:
+            with archive.open(f"{name}.jsonl", "w") as entry:
                 shutil.copyfileobj(split, entry)
+            files[name] = f"{name}.jsonl"
         archive.writestr("labels.json", json.dumps(names, ensure_ascii=False, indent=1))
         kind = "a list of label indices" if project.multi_label else "the label's index"
-        archive.writestr("README.md", HF_README.format(name=project.name, kind=kind))
+        readme = HF_README.format(name=project.name, files=json.dumps(files), kind=kind)
+        archive.writestr("README.md", readme)
     return written
 
 
