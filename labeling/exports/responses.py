@@ -16,8 +16,9 @@ from labeling.exports.rows import export_rows
 from labeling.exports.writers import (
     CONTENT_TYPES,
     WHOLE_FILE_FORMATS,
+    csv_blocks,
     export_filename,
-    text_blocks,
+    jsonl_blocks,
     write_export,
 )
 from labeling.models import ExportJob, Project
@@ -55,7 +56,10 @@ def file_response(project: Project, wanted: ExportRequest) -> HttpResponseBase:
         return FileResponse(
             target, as_attachment=True, filename=filename, content_type=content_type
         )
-    blocks = text_blocks(rows, wanted.fmt, wanted.options.with_answers)
+    if wanted.fmt == "csv":
+        blocks = csv_blocks(rows, wanted.options.with_answers)
+    else:
+        blocks = jsonl_blocks(rows)
     response = StreamingHttpResponse(blocks, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
