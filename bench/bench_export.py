@@ -205,7 +205,7 @@ def _seed(count: int) -> Project:
 def _time_export(project: Project, fmt: str) -> Timing:
     from labeling.exports.request import ExportOptions
     from labeling.exports.rows import export_rows
-    from labeling.exports.writers import CountedRows, csv_blocks, jsonl_blocks, write_parquet
+    from labeling.exports.writers import CountedRows, text_blocks, write_parquet
 
     options = ExportOptions()
     started = time.perf_counter()
@@ -218,7 +218,7 @@ def _time_export(project: Project, fmt: str) -> Timing:
             size = path.stat().st_size
         return Timing(f"export {fmt}", count, seconds, size)
     counted = CountedRows(rows)
-    blocks = jsonl_blocks(counted) if fmt == "jsonl" else csv_blocks(counted, with_answers=False)
+    blocks = text_blocks(counted, fmt, with_answers=False)
     size = sum(len(block) for block in blocks)
     return Timing(f"export {fmt}", counted.count, time.perf_counter() - started, size)
 

@@ -7,13 +7,14 @@ item that matches" means exactly what the page lists.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from labeling.consensus import final_label_ids_by_item, label_names
 from labeling.models import Adjudication, Annotation, Item, Label, Project, QueueEntry
@@ -174,12 +175,7 @@ def _first_kept(project: Project, query: ItemQuery, ordered: QuerySet[Item]) -> 
 def final_labels_of(project: Project, items: list[Item]) -> dict[int, list[str]]:
     """The final labels of these items (labeling/consensus.py), for one page."""
     names = label_names(project)
-    ids = [item.pk for item in items]
-    final = final_label_ids_by_item(
-        project,
-        Annotation.objects.filter(item_id__in=ids),
-        Adjudication.objects.filter(item_id__in=ids),
-    )
+    final = _final_label_ids(project, [item.pk for item in items])
     return {item_id: [names[pk] for pk in label_ids] for item_id, label_ids in final.items()}
 
 
@@ -187,13 +183,17 @@ def _items_whose_final_label_is(
     project: Project, name: str, candidates: QuerySet[Item]
 ) -> list[int]:
     label = project.labels.get(name=name)
-    ids = candidates.values("pk")
-    final = final_label_ids_by_item(
-        project,
-        Annotation.objects.filter(item__in=ids),
-        Adjudication.objects.filter(item__in=ids),
-    )
+    final = _final_label_ids(project, candidates.values_list("pk", flat=True))
     return [item_id for item_id, label_ids in final.items() if label.pk in label_ids]
+
+
+def _final_label_ids(project: Project, items: Iterable[int]) -> dict[int, list[int]]:
+    """Final label ids of these items (ids, or a query of them), rulings on unanswered ones too."""
+    return final_label_ids_by_item(
+        project,
+        Annotation.objects.filter(item__in=items),
+        Adjudication.objects.filter(item__in=items),
+    )
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,9 @@ def label_in_bulk(
         existing = set(
             Adjudication.objects.filter(item_id__in=ids).values_list("item_id", flat=True)
         )
-        Adjudication.objects.filter(item_id__in=existing).update(resolved_by=lead, note=note)
+        Adjudication.objects.filter(item_id__in=existing).update(
+            resolved_by=lead, note=note, updated_at=timezone.now()
+        )
         Adjudication.objects.bulk_create(
             [
                 Adjudication(item_id=pk, resolved_by=lead, note=note)

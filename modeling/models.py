@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +20,7 @@ from django.utils import timezone
 from config.celery import broker_down_message, enqueue
 from labeling.models import Project
 from modeling.core.cadence import next_finetune_at
+from modeling.core.predictions import TopPredictions, predicted_classes
 from modeling.metrics import VersionMetrics
 
 # A worker running a retrain or fine-tune marks it alive this often, from a thread of its own;
@@ -102,6 +105,161 @@ class ScoringShard(models.Model):
         ids = np.frombuffer(bytes(self.scored_ids), dtype="<i8")
         flat = np.frombuffer(bytes(self.probabilities), dtype="<f8")
         return ids, flat.reshape(len(ids), -1) if len(ids) else flat.reshape(0, 0)
+
+
+# A project keeps the predictions of this many of its newest versions (the item page's history).
+KEPT_PREDICTION_SETS = 12
+
+
+@dataclass(frozen=True)
+class ItemPrediction:
+    """What one version predicted for one item."""
+
+    version: int
+    label_ids: list[int]
+    confidence: float
+    uncertainty: float
+    # From a model that never saw the item's label (cross-validation): an honest guess.
+    held_out: bool
+
+
+class PredictionSet(models.Model):
+    """One version's prediction for every embedded item, labeled ones included, stored as
+    arrays sorted by item id (the top classes only: see modeling/core/predictions.py)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    version = models.OneToOneField(
+        "ModelVersion", on_delete=models.CASCADE, related_name="prediction_set"
+    )
+    multi_label = models.BooleanField(default=False)
+    # Label pks in the classes' order.
+    label_ids = models.JSONField(default=list)
+    item_ids = models.BinaryField()
+    classes = models.BinaryField()
+    probabilities = models.BinaryField()
+    held_out = models.BinaryField()
+    size = models.PositiveIntegerField()
+    top_k = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-created_at"], name="prediction_sets")]
+
+    def __str__(self) -> str:
+        return f"{self.size} predictions of {self.version}"
+
+    @classmethod
+    def pack(
+        cls,
+        version: ModelVersion,
+        label_ids: list[int],
+        multi_label: bool,
+        ids: npt.NDArray[np.int64],
+        top: TopPredictions,
+        held_out: npt.NDArray[np.bool_],
+    ) -> PredictionSet:
+        order = np.argsort(ids, kind="stable")
+        return cls(
+            project_id=version.project_id,
+            version=version,
+            multi_label=multi_label,
+            label_ids=label_ids,
+            item_ids=np.ascontiguousarray(ids[order], dtype="<i8").tobytes(),
+            classes=np.ascontiguousarray(top.classes[order], dtype="<i2").tobytes(),
+            probabilities=np.ascontiguousarray(top.probabilities[order], dtype="<f4").tobytes(),
+            held_out=np.ascontiguousarray(held_out[order], dtype=np.uint8).tobytes(),
+            size=len(ids),
+            top_k=top.classes.shape[1],
+        )
+
+    def arrays(self) -> PredictionArrays:
+        """The stored arrays, read once per process (a set never changes once written)."""
+        return prediction_arrays(self.pk)
+
+
+@dataclass(frozen=True)
+class PredictionArrays:
+    """A PredictionSet unpacked: rows sorted by item id."""
+
+    version: int
+    multi_label: bool
+    label_ids: list[int]
+    item_ids: npt.NDArray[np.int64]
+    top: TopPredictions
+    held_out: npt.NDArray[np.bool_]
+
+    def rows_of(self, item_ids: Sequence[int]) -> dict[int, int]:
+        """Row of each of these items that has a prediction."""
+        wanted = np.asarray(item_ids, dtype=np.int64)
+        rows = np.searchsorted(self.item_ids, wanted)
+        rows = np.minimum(rows, max(len(self.item_ids) - 1, 0))
+        found = (len(self.item_ids) > 0) & (self.item_ids[rows] == wanted)
+        return {int(i): int(r) for i, r, ok in zip(wanted, rows, found, strict=True) if ok}
+
+    def prediction(self, row: int, uncertainty: float | None = None) -> ItemPrediction:
+        classes = predicted_classes(self.top, row, self.multi_label)
+        if uncertainty is None:
+            uncertainty = float(self.top.uncertainty(self.multi_label)[row])
+        return ItemPrediction(
+            version=self.version,
+            label_ids=[self.label_ids[c] for c in classes if c < len(self.label_ids)],
+            confidence=float(self.top.confidence[row]),
+            uncertainty=uncertainty,
+            held_out=bool(self.held_out[row]),
+        )
+
+    def predictions_of(self, item_ids: Sequence[int]) -> dict[int, ItemPrediction]:
+        """The prediction of each of these items that has one."""
+        return {item_id: self.prediction(row) for item_id, row in self.rows_of(item_ids).items()}
+
+
+@lru_cache(maxsize=2 * KEPT_PREDICTION_SETS)
+def prediction_arrays(pk: int) -> PredictionArrays:
+    """One stored PredictionSet's arrays; each process reads a set from the database once."""
+    stored = PredictionSet.objects.select_related("version").get(pk=pk)
+    n, k = stored.size, stored.top_k
+    return PredictionArrays(
+        version=stored.version.number,
+        multi_label=stored.multi_label,
+        label_ids=list(stored.label_ids),
+        item_ids=np.frombuffer(bytes(stored.item_ids), dtype="<i8"),
+        top=TopPredictions(
+            np.frombuffer(bytes(stored.classes), dtype="<i2").reshape(n, k),
+            np.frombuffer(bytes(stored.probabilities), dtype="<f4").reshape(n, k),
+        ),
+        held_out=np.frombuffer(bytes(stored.held_out), dtype=np.uint8).astype(bool),
+    )
+
+
+def _kept_sets(project: Project) -> list[int]:
+    """Pks of the project's prediction sets, newest version first."""
+    return list(
+        PredictionSet.objects.filter(project=project)
+        .order_by("-version__number")
+        .values_list("pk", flat=True)
+    )
+
+
+def latest_predictions(project: Project) -> PredictionArrays | None:
+    """The newest version's prediction of every item, or None before the first model."""
+    pk = (
+        PredictionSet.objects.filter(project=project)
+        .order_by("-version__number")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return prediction_arrays(pk) if pk is not None else None
+
+
+def prediction_history(project: Project, item_id: int) -> list[ItemPrediction]:
+    """What each kept version predicted for one item, newest version first."""
+    history = []
+    for pk in _kept_sets(project):
+        arrays = prediction_arrays(pk)
+        rows = arrays.rows_of([item_id])
+        if item_id in rows:
+            history.append(arrays.prediction(rows[item_id]))
+    return history
 
 
 # The name of a fine-tuned version's embedding space is the encoder's name, this, its number.

@@ -55,3 +55,11 @@ def log_in(page: Page, live_server: LiveServer, user: User) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Your projects")).to_be_visible()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh tab, 900 px tall, that keeps downloads; closed after the story."""
+    page = new_page(browser, height=900, accept_downloads=True)
+    yield page
+    page.context.close()

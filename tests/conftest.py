@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from django.contrib.auth.models import Permission, User
@@ -14,6 +15,8 @@ from django.utils import timezone
 
 from labeling.models import ApiToken, Item, Lease, Project, Role, content_hash
 from labeling.services import resolve_labels, submit_answer
+from modeling.core.predictions import TopPredictions
+from modeling.models import ModelVersion, PredictionSet
 from tests.fixtures import finance_texts, sports_texts
 
 PASSWORD = "correct horse battery staple"
@@ -188,3 +191,31 @@ def label(project: Project, user: User, item: Item, name: str) -> None:
 
 def topic_of(item: Item) -> str:
     return "sports" if "match" in item.text else "finance"
+
+
+def store_predictions_of(
+    project: Project, number: int, predicted: dict[Item, tuple[str, float]]
+) -> ModelVersion:
+    """A version `number` that predicted these items (label, confidence) and nothing else."""
+    version = ModelVersion.objects.create(
+        project=project,
+        number=number,
+        encoder="test",
+        strategy="margin",
+        labels_used=0,
+        snapshot_at=timezone.now(),
+    )
+    labels = list(project.labels.all())
+    index = {label.name: row for row, label in enumerate(labels)}
+    items = list(predicted)
+    classes = np.array([[index[predicted[item][0]]] for item in items], dtype=np.int16)
+    probabilities = np.array([[predicted[item][1]] for item in items], dtype=np.float32)
+    PredictionSet.pack(
+        version,
+        [label.pk for label in labels],
+        project.multi_label,
+        np.array([item.pk for item in items], dtype=np.int64),
+        TopPredictions(classes.reshape(-1, 1), probabilities.reshape(-1, 1)),
+        np.zeros(len(items), dtype=bool),
+    ).save()
+    return version

@@ -9,29 +9,22 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from pytest_django import Settings
 from pytest_django.live_server_helper import LiveServer
 
 from labeling.models import ExportJob, Project, Role
-from tests.browser import BROWSER_STORY, log_in, new_page
+from tests.browser import BROWSER_STORY, log_in
 from tests.browser import browser as browser  # the shared fixture
+from tests.browser import page as page  # the shared fixture
 from tests.conftest import label, make_project
 from tests.worker import running_worker
 
 pytestmark = BROWSER_STORY
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    page = new_page(browser, height=900, accept_downloads=True)
-    yield page
-    page.context.close()
 
 
 @pytest.fixture

@@ -3,27 +3,18 @@ numbers to her labels on the import page and follows the link back to her projec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from pytest_django.live_server_helper import LiveServer
 
 from labeling.models import Annotation, Project
-from tests.browser import BROWSER_STORY, log_in, new_page
+from tests.browser import BROWSER_STORY, log_in
 from tests.browser import browser as browser  # the shared fixture
+from tests.browser import page as page  # the shared fixture
 from tests.test_import_mapping import AG_NEWS_LIKE
 from tests.test_import_mapping import news as news  # the fixture
 
 pytestmark = BROWSER_STORY
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    page = new_page(browser, height=1000)
-    yield page
-    page.context.close()
 
 
 def test_alice_maps_numbers_to_labels_on_the_import_page(

@@ -6,27 +6,19 @@ Her "Topics" project has 12 sports and 12 finance texts and no answers yet.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from pytest_django.live_server_helper import LiveServer
 
 from labeling.models import Adjudication, Project, Role
 from modeling.services.training_data import training_set
-from tests.browser import BROWSER_STORY, log_in, new_page
+from tests.browser import BROWSER_STORY, log_in
 from tests.browser import browser as browser  # the shared fixture
+from tests.browser import page as page  # the shared fixture
 from tests.conftest import make_topics_project
 
 pytestmark = BROWSER_STORY
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    page = new_page(browser, height=900)
-    yield page
-    page.context.close()
 
 
 @pytest.fixture

@@ -5,30 +5,23 @@ Bob and Dora have answered items of Alice's project; Chromium renders the server
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from pytest_django.live_server_helper import LiveServer
 
 from labeling.models import Annotation, Role
 from labeling.services import resolve_labels, submit_answer
-from tests.browser import BROWSER_STORY, log_in, new_page
+from tests.browser import BROWSER_STORY, log_in
 from tests.browser import browser as browser  # the shared fixture
+from tests.browser import page as page  # the shared fixture
 from tests.conftest import make_project, serve
 from tests.test_review import disputed_project
 
 pytestmark = BROWSER_STORY
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    page = new_page(browser, height=900, accept_downloads=True)
-    yield page
-    page.context.close()
 
 
 def test_lead_sees_the_throughput_chart_and_downloads_its_csv(

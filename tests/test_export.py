@@ -36,7 +36,6 @@ from labeling.models import (
     Item,
     Label,
     Project,
-    QueueEntry,
     Role,
     Webhook,
     content_hash,
@@ -50,6 +49,7 @@ from tests.conftest import (
     label,
     make_project,
     make_user,
+    store_predictions_of,
 )
 from tests.worker import running_worker, wait_for
 
@@ -109,15 +109,7 @@ def items(project: Project, bob: User, rita: User, dora: User) -> list[Item]:
     answer(items[3], bob, when=at(1), skipped=True)
     answer(items[4], imported_annotator(), "neutral", when=at(1))
     answer(items[5], bob, "negative", when=at(2))
-    negative = project.labels.get(name="negative")
-    QueueEntry.objects.create(
-        project=project,
-        item=items[0],
-        rank=0,
-        suggested_labels=[negative.pk],
-        confidence=0.8,
-        model_version=3,
-    )
+    store_predictions_of(project, 3, {items[0]: ("negative", 0.8)})
     return items
 
 
@@ -585,8 +577,9 @@ def test_the_export_reads_answers_a_chunk_at_a_time(
         rest = b"".join(response.streaming_content)  # type: ignore[attr-defined]
 
     assert first.startswith(b'{"id": ')
-    # The label set, the first chunk of items and its answers: the rest is read later.
-    assert len(first_chunk) == 3, "the first bytes leave once the first chunk is read"
+    # The label set, the newest predictions, the first chunk of items and its answers: the
+    # rest is read later.
+    assert len(first_chunk) == 4, "the first bytes leave once the first chunk is read"
     assert (first + rest).count(b"\n") == 5000
 
 

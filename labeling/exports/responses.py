@@ -16,9 +16,8 @@ from labeling.exports.rows import export_rows
 from labeling.exports.writers import (
     CONTENT_TYPES,
     WHOLE_FILE_FORMATS,
-    csv_blocks,
     export_filename,
-    jsonl_blocks,
+    text_blocks,
     write_export,
 )
 from labeling.models import ExportJob, Project
@@ -56,10 +55,7 @@ def file_response(project: Project, wanted: ExportRequest) -> HttpResponseBase:
         return FileResponse(
             target, as_attachment=True, filename=filename, content_type=content_type
         )
-    if wanted.fmt == "csv":
-        blocks = csv_blocks(rows, wanted.options.with_answers)
-    else:
-        blocks = jsonl_blocks(rows)
+    blocks = text_blocks(rows, wanted.fmt, wanted.options.with_answers)
     response = StreamingHttpResponse(blocks, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -13,6 +13,7 @@ from labeling.consensus import agreement, answers_by_item, final_labels, rulings
 from labeling.exports.request import ExportOptions, candidate_items
 from labeling.models import Adjudication, Annotation, Project
 from labeling.parsers import EXPORT_COLUMNS, MULTI_LABEL_SEPARATOR
+from modeling.models import latest_predictions
 
 CHUNK_ITEMS = 2000
 COLUMNS = EXPORT_COLUMNS
@@ -34,12 +35,10 @@ def export_rows(
         "external_id",
         "text",
         "metadata",
-        "queue_entry__suggested_labels",
-        "queue_entry__confidence",
-        "queue_entry__model_version",
         "is_random_control",
         "adjudication",
     )
+    predictions = latest_predictions(project)
     last_pk, read = 0, 0
     while chunk := list(items.filter(pk__gt=last_pk).values_list(*fields)[:CHUNK_ITEMS]):
         last_pk = chunk[-1][0]
@@ -51,13 +50,16 @@ def export_rows(
             if ruled
             else {}
         )
-        for pk, external_id, text, metadata, suggested, confidence, version, control, _ in chunk:
+        predicted = (
+            predictions.predictions_of([values[0] for values in chunk]) if predictions else {}
+        )
+        for pk, external_id, text, metadata, control, _ in chunk:
             item_answers = answers.get(pk, [])
             final = final_labels(
                 item_answers, project.multi_label, names_in_order, rulings.get(pk, ())
             )
-            prediction = [label_names[p] for p in suggested or [] if p in label_names]
-            has_prediction = bool(prediction) and confidence is not None
+            guess = predicted.get(pk)
+            prediction = [label_names[p] for p in guess.label_ids if p in label_names] if guess else []
             row: dict[str, Any] = {
                 "id": pk,
                 "external_id": external_id,
@@ -67,9 +69,9 @@ def export_rows(
                 "agreement": agreement(item_answers, final),
                 "adjudicated": pk in rulings,
                 "answers_count": sum(not answer.skipped for answer in item_answers),
-                "prediction": MULTI_LABEL_SEPARATOR.join(prediction) if has_prediction else None,
-                "confidence": confidence if has_prediction else None,
-                "model_version": version if has_prediction else None,
+                "prediction": MULTI_LABEL_SEPARATOR.join(prediction) if guess else None,
+                "confidence": round(guess.confidence, 6) if guess else None,
+                "model_version": guess.version if guess else None,
                 "random_control": control,
                 "metadata": metadata,
             }

@@ -78,6 +78,11 @@ def csv_blocks(rows: Iterable[Mapping[str, Any]], with_answers: bool) -> Iterato
     return _blocks(lines())
 
 
+def text_blocks(rows: Iterable[Mapping[str, Any]], fmt: str, with_answers: bool) -> Iterator[bytes]:
+    """The rows as streamed blocks of a text format: CSV, or JSONL."""
+    return csv_blocks(rows, with_answers) if fmt == "csv" else jsonl_blocks(rows)
+
+
 def write_parquet(
     rows: Iterable[Mapping[str, Any]], target: str | IO[bytes], with_answers: bool
 ) -> int:
@@ -179,8 +184,7 @@ def write_export(
     if fmt == "hf":
         return write_hf_dataset(rows, target, project)
     counted = CountedRows(rows)
-    blocks = jsonl_blocks(counted) if fmt == "jsonl" else csv_blocks(counted, with_answers)
-    for block in blocks:
+    for block in text_blocks(counted, fmt, with_answers):
         target.write(block)
     return counted.count
 

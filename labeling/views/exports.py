@@ -56,9 +56,7 @@ def _page(
             "-created_at"
         )[:20]
     )
-    working = any(
-        job.status in (ExportJob.Status.PENDING, ExportJob.Status.RUNNING) for job in jobs
-    )
+    working = any(job.status in ACTIVE for job in jobs)
     context = {"project": project, "form": form, "jobs": jobs, "working": working}
     status = 422 if form is not None and form.errors else 200
     return render(request, template, context, status=status)

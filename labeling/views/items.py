@@ -13,7 +13,6 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from labeling.access import LEADS, OVERSEERS, AuthedRequest, project_for
-from labeling.forms import RulingForm
 from labeling.item_browser import (
     SORTS,
     STATES,
@@ -51,7 +50,6 @@ def item_detail(request: AuthedRequest, project_id: int, item_id: int) -> HttpRe
         "ruling": ruling,
         "final": final_labels_of(project, [item]).get(item.pk, []),
         "queued": getattr(item, "queue_entry", None),
-        "form": RulingForm(project=project),
         "labels": project.labels.all(),
         "back": request.GET.get("back", ""),
     }

@@ -19,6 +19,7 @@ from modeling.models import FineTuneRun, ModelState, ModelVersion, Phase
 from modeling.services import version_metrics
 from modeling.services.embeddings import encoder_name, ensure_embeddings
 from modeling.services.heartbeat import Heartbeat
+from modeling.services.predictions import store_predictions
 from modeling.services.queue_ranking import cold_start_order, rank_queue
 from modeling.services.queue_writer import write_head_version
 from modeling.services.training_data import evaluation_set, pool_rows, rows_of, training_set
@@ -78,8 +79,10 @@ def _refresh(project: Project) -> ModelVersion | None:
     )
     train_seconds = time.perf_counter() - started
     metrics: VersionMetrics = {}
+    held_out = None
     if not project.multi_label:
-        metrics.update(version_metrics.cross_validation(labels, training, X))
+        held_out = version_metrics.held_out_probabilities(labels, training, X)
+        metrics.update(version_metrics.cross_validation(labels, training, held_out))
     control = evaluation_set(project, labels)
     evaluation = version_metrics.evaluation(project, labels, classifier, control, ids, vectors)
     metrics["evaluation"] = evaluation
@@ -115,5 +118,6 @@ def _refresh(project: Project) -> ModelVersion | None:
         snapshot_at,
     )
     if version is not None:
+        store_predictions(version, labels, classifier, ids, vectors, training, held_out)
         FineTuneRun.objects.request_if_due(project, version.labels_used)
     return version

@@ -48,18 +48,24 @@ REMEASURE_GROWTH = 0.1
 MAX_KEPT_CURVES = 64
 
 
+def held_out_probabilities(
+    labels: list[Label], training: TrainingSet, X: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64] | None:
+    """Each training label's class probabilities from a head that never saw it (5 folds)."""
+    return out_of_fold_probabilities(
+        lambda: HeadClassifier(len(labels)), X, training.targets, rng=np.random.default_rng(0)
+    )
+
+
 def cross_validation(
     labels: list[Label],
     training: TrainingSet,
-    X: npt.NDArray[np.float32],
+    held_out: npt.NDArray[np.float64] | None,
 ) -> VersionMetrics:
     """Out-of-fold accuracy on the training labels, and the labels it most surely contradicts."""
-    y = training.targets
-    held_out = out_of_fold_probabilities(
-        lambda: HeadClassifier(len(labels)), X, y, rng=np.random.default_rng(0)
-    )
     if held_out is None:
         return {}
+    y = training.targets
     return {
         "cv_accuracy": accuracy(y, held_out.argmax(axis=1)),
         "label_errors": [
