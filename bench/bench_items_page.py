@@ -122,7 +122,7 @@ def run_backend(args: argparse.Namespace) -> Result:
 def _second_page_cursor(project: Project) -> int:
     from labeling.item_browser import ItemQuery, page_of
 
-    _, cursor = page_of(project, ItemQuery())
+    cursor = page_of(project, ItemQuery()).cursor
     return cursor or 0
 
 
@@ -134,7 +134,7 @@ def _time_query(project: Project, name: str, params: dict[str, str], repeats: in
     rows = 0
     for run in range(repeats + 1):
         started = time.perf_counter()
-        items, _ = page_of(project, query)
+        items = page_of(project, query).items
         final_labels_of(project, items)
         if run:  # the first run warms caches
             samples.append((time.perf_counter() - started) * 1000)

@@ -216,6 +216,7 @@ class PhaseTimer:
             (queue_ranking, "rank_pool"),
             (queue_ranking, "_seed_rows"),
             (refresh, "write_head_version"),
+            (refresh, "store_predictions"),
         ):
             self._wrap(owner, name, lambda name=name: name)
         self._wrap(version_metrics, "out_of_fold_probabilities", lambda: "cv", marks_cv=True)
@@ -486,10 +487,11 @@ PHASE_ROWS = [
     ("training set query (training_set)", ["training_set"]),
     ("fit head (HeadClassifier.fit)", ["fit"]),
     ("5-fold cv (out_of_fold_probabilities)", ["cv"]),
-    ("predict pool (predict_proba)", ["predict_proba"]),
+    ("predict (predict_proba: pool, and every item in store_predictions)", ["predict_proba"]),
     ("rank pool (rank_pool)", ["rank_pool"]),
     ("seed rows (_seed_rows)", ["_seed_rows"]),
     ("write queue (write_head_version)", ["write_head_version"]),
+    ("predict + store every item (store_predictions)", ["store_predictions"]),
     ("claim + release (ModelState.objects)", ["claim", "release"]),
 ]
 

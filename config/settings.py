@@ -209,8 +209,10 @@ else:
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
-# The cache holds rate-limit counters that every web process must share: Redis when
-# REDIS_URL is set, otherwise files under SIFT_VAR_DIR (one machine, like the embedded broker).
+# The cache holds rate-limit counters that every web process must share, and what workers
+# hand the web app (a searched phrase's embedding): Redis when REDIS_URL is set, otherwise
+# files under SIFT_VAR_DIR (one machine, like the embedded broker). Processes that share a
+# cache share SIFT_CACHE_PREFIX too.
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -218,6 +220,7 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             # A dead Redis must not hang a log-in: the limits then go unenforced for a moment.
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            "KEY_PREFIX": env_str("SIFT_CACHE_PREFIX", ""),
         }
     }
 else:
@@ -225,6 +228,7 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(VAR_DIR / "django-cache"),
+            "KEY_PREFIX": env_str("SIFT_CACHE_PREFIX", ""),
         }
     }
 # Failed log-ins per username and address and per address across usernames, and API tokens
@@ -273,6 +277,7 @@ CELERY_TASK_ROUTES = {
     "modeling.tasks.refresh_model": {"queue": SIFT_TRAINING_QUEUE},
     # Sent by each worker as it (re)connects; a worker that trains must be the one to read it.
     "modeling.tasks.resume_retrains": {"queue": SIFT_TRAINING_QUEUE},
+    "modeling.tasks.embed_phrase": {"queue": SIFT_TRAINING_QUEUE},
     "modeling.tasks.finetune_model": {"queue": SIFT_FINETUNE_QUEUE},
     "modeling.tasks.rescore_pool": {"queue": SIFT_FINETUNE_QUEUE},
     "modeling.tasks.score_shard": {"queue": SIFT_FINETUNE_QUEUE},

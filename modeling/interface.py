@@ -10,6 +10,7 @@ from __future__ import annotations
 from modeling.core.agreement import cohen_kappa, krippendorff_alpha
 from modeling.core.energy import energy_wh
 from modeling.core.labels_saved import LearningCurve
+from modeling.core.neighbours import nearest_rows
 from modeling.core.stopping import STABLE_RUN, StopSetPredictions, stopping_advice
 from modeling.core.strategies import DEFAULT_STRATEGY, STRATEGIES
 
@@ -24,5 +25,6 @@ __all__ = [
     "cohen_kappa",
     "energy_wh",
     "krippendorff_alpha",
+    "nearest_rows",
     "stopping_advice",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -70,6 +73,74 @@ class EmbeddingChunk(models.Model):
         ids = np.frombuffer(bytes(self.item_ids), dtype="<i8")
         vectors = np.frombuffer(bytes(self.vectors), dtype="<f4").reshape(self.size, -1)
         return ids, vectors
+
+
+# Embedding matrices the web process keeps for search by meaning (about 150 MB per 100,000
+# items); the longest unused goes first.
+SEARCHED_SPACES = 2
+_matrices: OrderedDict[tuple[int, str], tuple[frozenset[int], EmbeddingMatrix]] = OrderedDict()
+
+
+@dataclass(frozen=True)
+class EmbeddingMatrix:
+    """Every stored embedding of a project in one space, rows scaled to unit length."""
+
+    item_ids: npt.NDArray[np.int64]
+    vectors: npt.NDArray[np.float32]
+
+    def row_of(self, item_id: int) -> int | None:
+        rows = np.flatnonzero(self.item_ids == item_id)
+        return int(rows[0]) if len(rows) else None
+
+
+def embedding_matrix(project_id: int, encoder: str) -> EmbeddingMatrix:
+    """The project's embeddings in one space, read again only when its chunks changed."""
+    key = (project_id, encoder)
+    chunk_ids = frozenset(
+        EmbeddingChunk.objects.filter(project_id=project_id, encoder=encoder).values_list(
+            "pk", flat=True
+        )
+    )
+    cached = _matrices.get(key)
+    if cached is not None and cached[0] == chunk_ids:
+        _matrices.move_to_end(key)
+        return cached[1]
+    parts = [chunk.unpack() for chunk in EmbeddingChunk.objects.filter(pk__in=chunk_ids)]
+    if parts:
+        ids = np.concatenate([part[0] for part in parts])
+        vectors = np.concatenate([part[1] for part in parts]).astype(np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    else:
+        ids, vectors = np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    matrix = EmbeddingMatrix(ids, vectors)
+    _matrices[key] = (chunk_ids, matrix)
+    while len(_matrices) > SEARCHED_SPACES:
+        _matrices.popitem(last=False)
+    return matrix
+
+
+# A phrase a lead searched by meaning, embedded by a worker, is kept this long (seconds).
+PHRASE_VECTOR_SECONDS = 3600
+
+
+def phrase_vector_key(project_id: int, encoder: str, phrase: str) -> str:
+    digest = hashlib.sha256(f"{project_id}\0{encoder}\0{phrase}".encode()).hexdigest()
+    return f"sift:phrase:{digest}"
+
+
+def cached_phrase_vector(
+    project_id: int, encoder: str, phrase: str
+) -> npt.NDArray[np.float32] | None:
+    """A worker's embedding of the phrase in the space, once it has made one."""
+    raw = cache.get(phrase_vector_key(project_id, encoder, phrase))
+    return np.frombuffer(raw, dtype="<f4") if isinstance(raw, bytes) and raw else None
+
+
+def store_phrase_vector(
+    project_id: int, encoder: str, phrase: str, vector: npt.NDArray[np.floating]
+) -> None:
+    key = phrase_vector_key(project_id, encoder, phrase)
+    cache.set(key, np.asarray(vector, dtype="<f4").tobytes(), PHRASE_VECTOR_SECONDS)
 
 
 class ScoringShard(models.Model):
@@ -182,6 +253,8 @@ class PredictionArrays:
     """A PredictionSet unpacked: rows sorted by item id."""
 
     version: int
+    # The embedding space the version's head read (embeddings of the same name match it).
+    encoder: str
     multi_label: bool
     label_ids: list[int]
     item_ids: npt.NDArray[np.int64]
@@ -220,6 +293,7 @@ def prediction_arrays(pk: int) -> PredictionArrays:
     n, k = stored.size, stored.top_k
     return PredictionArrays(
         version=stored.version.number,
+        encoder=stored.version.encoder,
         multi_label=stored.multi_label,
         label_ids=list(stored.label_ids),
         item_ids=np.frombuffer(bytes(stored.item_ids), dtype="<i8"),
@@ -242,13 +316,8 @@ def _kept_sets(project: Project) -> list[int]:
 
 def latest_predictions(project: Project) -> PredictionArrays | None:
     """The newest version's prediction of every item, or None before the first model."""
-    pk = (
-        PredictionSet.objects.filter(project=project)
-        .order_by("-version__number")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    return prediction_arrays(pk) if pk is not None else None
+    kept = _kept_sets(project)
+    return prediction_arrays(kept[0]) if kept else None
 
 
 def prediction_history(project: Project, item_id: int) -> list[ItemPrediction]:

@@ -8,16 +8,28 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
+import numpy.typing as npt
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from config.celery import enqueue
 from labeling.models import Annotation, Project
-from modeling.models import FineTuneRun, ModelState, ModelVersion
+from modeling.models import (
+    FineTuneRun,
+    ModelState,
+    ModelVersion,
+    cached_phrase_vector,
+    phrase_vector_key,
+)
 from modeling.promotion import announce_promotion, mark_forced
 
 RESCORE_POOL = "modeling.tasks.rescore_pool"
+EMBED_PHRASE = "modeling.tasks.embed_phrase"
+# A phrase is asked of the workers at most this often while its embedding is awaited.
+PHRASE_ASKED_SECONDS = 30
 
 
 def request_retrain(project: Project) -> bool:
@@ -96,3 +108,16 @@ def promote_version(version: ModelVersion) -> bool:
             lambda: enqueue(RESCORE_POOL, project_id, number, on_broker_down=lambda exc: None)
         )
     return True
+
+
+# --- Search by meaning ----------------------------------------------------------------------
+
+
+def phrase_vector(project: Project, encoder: str, phrase: str) -> npt.NDArray[np.float32] | None:
+    """The phrase's embedding in the space, or None while a worker makes it (asked here)."""
+    vector = cached_phrase_vector(project.pk, encoder, phrase)
+    if vector is None and cache.add(
+        phrase_vector_key(project.pk, encoder, phrase) + ":asked", 1, PHRASE_ASKED_SECONDS
+    ):
+        enqueue(EMBED_PHRASE, project.pk, encoder, phrase, on_broker_down=lambda exc: None)
+    return vector

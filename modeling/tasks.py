@@ -12,7 +12,7 @@ from celery import Task, shared_task
 from django.utils import timezone
 
 from modeling.models import QUEUED_PATIENCE, ModelState
-from modeling.services import finetune, refresh, rescoring
+from modeling.services import finetune, phrases, refresh, rescoring
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -39,6 +39,12 @@ def rescore_pool(project_id: int, version_number: int) -> None:
 def score_shard(project_id: int, version_number: int, index: int) -> None:
     """Embed and score one shard of a promoted fine-tune's pool; the last one writes the queue."""
     rescoring.score_shard(project_id, version_number, index)
+
+
+@shared_task(acks_late=True)
+def embed_phrase(project_id: int, encoder: str, phrase: str) -> None:
+    """Embed a phrase a lead searches by meaning, in the space the items page searches."""
+    phrases.embed_phrase(project_id, encoder, phrase)
 
 
 @shared_task(acks_late=True)

@@ -35,10 +35,12 @@ def test_alice_searches_labels_the_result_in_bulk_and_relabels_one_item(
     rows = page.locator("#results tbody tr[data-item]")
     expect(rows).to_have_count(24)
 
-    page.get_by_role("searchbox").fill("shares")  # the list follows the typing, no button
+    # The list follows the typing, no button.
+    page.get_by_role("searchbox", name="Search", exact=True).fill("shares")
     expect(rows).to_have_count(12)
     expect(page).to_have_url(
-        f"{live_server.url}/projects/{topics.pk}/items/?q=shares&state=&label=&annotator=&sort=newest"
+        f"{live_server.url}/projects/{topics.pk}/items/?q=shares&state=&label=&annotator="
+        "&sort=newest&predicted=&min_confidence=&max_confidence=&meaning="
     )
     page.get_by_label("Give the label").select_option("finance")
     page.get_by_label("to every item that matches these filters").check()
@@ -52,10 +54,12 @@ def test_alice_searches_labels_the_result_in_bulk_and_relabels_one_item(
     trained = training_set(topics, list(topics.labels.order_by("position")))
     assert trained.class_counts == {"sports": 0, "finance": 12}
 
-    rows.first.get_by_role("link").click()
+    rows.first.get_by_role("link").first.click()
     expect(page.locator("[data-final]")).to_have_text("finance")
     page.get_by_label("sports").check()
     page.get_by_role("button", name="Save the ruling").click()
     expect(page.locator("[data-final]")).to_have_text("sports")
     page.get_by_role("link", name="Items").click()
-    expect(page.get_by_role("searchbox")).to_have_value("shares")  # back to her search
+    expect(page.get_by_role("searchbox", name="Search", exact=True)).to_have_value(
+        "shares"
+    )  # back to her search

@@ -33,6 +33,8 @@ def env_for_processes(**overrides: str) -> dict[str, str]:
         "REDIS_URL": settings.REDIS_URL,
         "SIFT_VAR_DIR": str(settings.VAR_DIR),
         "SECRET_KEY": settings.SECRET_KEY,
+        # The story's own cache keys (tests/conftest.py gives each story a prefix).
+        "SIFT_CACHE_PREFIX": str(settings.CACHES["default"].get("KEY_PREFIX", "")),
         # As in this process (tests/conftest.py): only the stories about it fine-tune by themselves.
         "SIFT_AUTO_FINETUNE": "1" if settings.SIFT_AUTO_FINETUNE else "0",
         **overrides,

@@ -21,10 +21,16 @@ from labeling.item_browser import (
     label_in_bulk,
     matching_items,
     page_of,
+    phrase_target,
+    prediction_history_of,
+    predictions_of,
 )
 from labeling.models import Item, Project, Role
 from labeling.validation import parse_whole_number
 from modeling.scheduling import request_retrain
+
+# The confidence bounds the filter offers, in percent.
+CONFIDENCE_CHOICES = (50, 60, 70, 80, 90, 95, 99)
 
 
 @login_required
@@ -50,6 +56,7 @@ def item_detail(request: AuthedRequest, project_id: int, item_id: int) -> HttpRe
         "ruling": ruling,
         "final": final_labels_of(project, [item]).get(item.pk, []),
         "queued": getattr(item, "queue_entry", None),
+        "history": prediction_history_of(project, item),
         "labels": project.labels.all(),
         "back": request.GET.get("back", ""),
     }
@@ -66,7 +73,7 @@ def bulk_label(request: AuthedRequest, project_id: int) -> HttpResponse:
         label = project.labels.filter(name=request.POST.get("label_to_give", "")).first()
         if label is None:
             raise ValidationError("Choose the label to give.")
-        items = matching_items(project, query)
+        items = matching_items(project, query, phrase_target(project, query))
         everything = request.POST.get("scope") == "all"
         if not everything:
             chosen = [
@@ -116,17 +123,24 @@ def _render_list(
     errors: list[str] | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    items, cursor = page_of(project, query)
-    final = final_labels_of(project, items)
+    page = page_of(project, query, phrase_target(project, query))
+    final = final_labels_of(project, page.items)
+    predicted = predictions_of(project, page.items)
     context = {
         "project": project,
         "query": query,
-        "rows": [(item, final.get(item.pk, [])) for item in items],
-        "next_url": _list_url(project, query, after=cursor) if cursor is not None else "",
+        "rows": [
+            (item, final.get(item.pk, []), predicted.get(item.pk), page.closeness.get(item.pk))
+            for item in page.items
+        ],
+        "waiting": page.waiting,
+        "like_item": project.items.filter(pk=query.like).first() if query.like else None,
+        "next_url": _list_url(project, query, after=page.cursor) if page.cursor is not None else "",
         "first_url": _list_url(project, query, after=None) if query.after is not None else "",
         "states": STATES,
         "sorts": SORTS,
         "labels": project.labels.all(),
+        "confidence_choices": CONFIDENCE_CHOICES,
         "annotators": sorted(project.memberships.values_list("user__username", flat=True)),
         "is_lead": project.role_of(request.user) == Role.LEAD,
         "errors": errors or [],
