@@ -4,8 +4,11 @@ The project holds `--items` items (default 100,000); a third are answered once b
 annotators, one in twenty twice with a disagreement, and one in fifty is ruled. Each query is
 what the items page runs for one page (`labeling.item_browser.page_of` plus the page's final
 labels): the first page, a later page by cursor, a text search, each state filter, a final
-label (which reads the whole project's labels), an annotator, and the queue order. Each runs
-`--repeats` times after one warm-up; the table gives p50 and p99.
+label (which reads the whole project's labels), an annotator, the queue order, and what asks
+the model: a predicted label, a confidence range, the most unsure first, likely label errors,
+"more like this" and a phrase searched by meaning (the model's predictions and embeddings
+are seeded as a retrain stores them; a phrase's embedding, which a worker makes, is given).
+Each runs `--repeats` times after one warm-up; the table gives p50 and p99.
 
 Django's settings are fixed per process, so each backend runs in a subprocess of this script:
 
@@ -20,6 +23,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from labeling.models import Project
@@ -47,7 +52,15 @@ QUERIES: dict[str, dict[str, str]] = {
     "annotator": {"annotator": "annotator-2"},
     "final label": {"label": "sports"},
     "queue order": {"sort": "queue"},
+    "disagreement order": {"sort": "disagreement"},
+    "predicted label": {"predicted": "sports"},
+    "confidence 40-60%": {"min_confidence": "40", "max_confidence": "60"},
+    "most unsure first": {"sort": "uncertain"},
+    "predicted + search": {"predicted": "business", "q": "quarterly"},
+    "likely label errors": {"suspect": "1"},
+    "by meaning (phrase)": {"meaning": "a phrase a worker embedded"},
 }
+DIMENSION = 384
 
 
 @dataclass
@@ -111,7 +124,11 @@ def run_backend(args: argparse.Namespace) -> Result:
         project = _seed(args.items)
         result.seed_s = time.perf_counter() - started
         _log(f"{args.backend}: seeded {args.items} items in {result.seed_s:.1f}s")
-        queries = {**QUERIES, "second page": {"after": str(_second_page_cursor(project))}}
+        queries = {
+            **QUERIES,
+            "second page": {"after": str(_second_page_cursor(project))},
+            "more like this": {"like": str(project.items.order_by("pk")[500].pk)},
+        }
         for name, params in queries.items():
             timing = _time_query(project, name, params, args.repeats)
             _log(f"{args.backend}: {name}: p50 {format_ms(timing.p50_ms)} ms")
@@ -130,11 +147,13 @@ def _time_query(project: Project, name: str, params: dict[str, str], repeats: in
     from labeling.item_browser import ItemQuery, final_labels_of, page_of
 
     query = ItemQuery.from_params(project, params)
+    # A phrase's embedding comes from a worker through the cache; here, a made-up one.
+    near = np.random.default_rng(1).normal(size=DIMENSION).astype(np.float32)
     samples: list[float] = []
     rows = 0
     for run in range(repeats + 1):
         started = time.perf_counter()
-        items = page_of(project, query).items
+        items = page_of(project, query, near if query.meaning else None).items
         final_labels_of(project, items)
         if run:  # the first run warms caches
             samples.append((time.perf_counter() - started) * 1000)
@@ -198,10 +217,52 @@ def _seed(count: int) -> Project:
         ),
         batch_size=2000,
     )
+    _seed_model(project, [item.pk for item in items], [label.pk for label in labels])
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     return project
+
+
+def _seed_model(project: Project, item_ids: list[int], label_ids: list[int]) -> None:
+    """A model version as a retrain leaves it: every item's prediction, every item's
+    embedding (unit vectors around four centroids) and a list of likely label errors."""
+    from django.utils import timezone
+
+    from modeling.core.predictions import top_predictions
+    from modeling.models import EmbeddingChunk, ModelVersion, PredictionSet
+
+    rng = np.random.default_rng(0)
+    ids = np.array(item_ids, dtype=np.int64)
+    # Answered, neither skipped nor ruled, and not labeled world (see _seed).
+    errors = [[int(pk), label_ids[0], 0.9] for pk in ids[9::600]]
+    version = ModelVersion.objects.create(
+        project=project,
+        number=1,
+        encoder="bench-encoder",
+        strategy="margin",
+        labels_used=len(ids) // 3,
+        snapshot_at=timezone.now(),
+        metrics={"label_errors": errors},
+    )
+    probabilities = rng.dirichlet(np.ones(len(label_ids)), size=len(ids))
+    PredictionSet.pack(
+        version,
+        label_ids,
+        False,
+        ids,
+        top_predictions(probabilities),
+        np.zeros(len(ids), dtype=bool),
+    ).save()
+    centroids = rng.normal(size=(len(label_ids), DIMENSION))
+    for start in range(0, len(ids), 512):
+        chunk = ids[start : start + 512]
+        vectors = centroids[rng.integers(0, len(label_ids), len(chunk))]
+        vectors = vectors + rng.normal(scale=0.5, size=vectors.shape)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        EmbeddingChunk.pack(
+            project, "bench-encoder", chunk.tolist(), vectors.astype(np.float32)
+        ).save()
 
 
 def _log(message: str) -> None:

@@ -358,9 +358,8 @@ def model_order(project: Project, query: ItemQuery, near: Vector | None) -> Mode
         rows, cosines = nearest_rows(matrix.vectors, target, NEAREST_ITEMS, exclude=start)
         ids = matrix.item_ids[rows]
         closeness = dict(zip(ids.tolist(), cosines.tolist(), strict=True))
-    rows_in_predictions = predictions.rows_of(ids.tolist())
-    ids = np.array([i for i in ids.tolist() if i in rows_in_predictions], dtype=np.int64)
-    rows = np.array([rows_in_predictions[i] for i in ids.tolist()], dtype=np.intp)
+    found, rows = predictions.find(ids)
+    ids, rows = ids[found], rows[found]
     top = predictions.top
     keep = np.ones(len(ids), dtype=bool)
     if query.predicted:

@@ -264,10 +264,17 @@ class PredictionArrays:
     def rows_of(self, item_ids: Sequence[int]) -> dict[int, int]:
         """Row of each of these items that has a prediction."""
         wanted = np.asarray(item_ids, dtype=np.int64)
-        rows = np.searchsorted(self.item_ids, wanted)
-        rows = np.minimum(rows, max(len(self.item_ids) - 1, 0))
-        found = (len(self.item_ids) > 0) & (self.item_ids[rows] == wanted)
-        return {int(i): int(r) for i, r, ok in zip(wanted, rows, found, strict=True) if ok}
+        found, rows = self.find(wanted)
+        return dict(zip(wanted[found].tolist(), rows[found].tolist(), strict=True))
+
+    def find(
+        self, item_ids: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.intp]]:
+        """Which of these items have a prediction, and their rows (meaningless where not)."""
+        if len(self.item_ids) == 0:
+            return np.zeros(len(item_ids), dtype=bool), np.zeros(len(item_ids), dtype=np.intp)
+        rows = np.minimum(np.searchsorted(self.item_ids, item_ids), len(self.item_ids) - 1)
+        return self.item_ids[rows] == item_ids, rows.astype(np.intp)
 
     def prediction(self, row: int, uncertainty: float | None = None) -> ItemPrediction:
         classes = predicted_classes(self.top, row, self.multi_label)
