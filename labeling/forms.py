@@ -98,6 +98,9 @@ class ImportForm(forms.Form):
         required=False,
         label="Numbers in the label column are label positions (1 is the first label)",
     )
+    # A previewed file, kept on the server (labeling/staging.py), and its name.
+    staged = forms.CharField(required=False, widget=forms.HiddenInput, max_length=32)
+    staged_name = forms.CharField(required=False, widget=forms.HiddenInput, max_length=255)
 
     def __init__(
         self,
@@ -111,7 +114,10 @@ class ImportForm(forms.Form):
         self.fields["file"].help_text = f"At most {upload_limit()}."
         # The upload was refused as it came in (labeling/uploads.py): say why, not "required".
         self.upload_problem = upload_problem
-        self.fields["file"].required = upload_problem is None
+        previewed = bool(self.data.get("staged")) if self.is_bound else False
+        self.fields["file"].required = upload_problem is None and not previewed
+        if previewed:
+            self.fields["file"].help_text += " Leave empty to import the file previewed below."
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]
@@ -156,6 +162,17 @@ class ImportForm(forms.Form):
             by_position=bool(self.cleaned_data.get("labels_by_position")),
             ignore=bool(self.cleaned_data.get("ignore_labels")),
         )
+
+    def keeping(self, token: str) -> ImportForm:
+        """This form, now carrying the staged file's token (empty: none kept) to the next step."""
+        name = self.file_name() if token else ""
+        self.data = {**dict(self.data.items()), "staged": token, "staged_name": name}
+        self.fields["file"].required = not token
+        return self
+
+    def file_name(self) -> str:
+        upload = self.cleaned_data.get("file")
+        return str(upload.name) if upload is not None else self.cleaned_data.get("staged_name", "")
 
     def columns(self) -> Columns:
         text = self.cleaned_data["text_column"]

@@ -217,3 +217,11 @@ def _store_batch(
         ]
     )
     report.labeled += len(labeled)
+
+
+def label_names_for(
+    project: Project, rules: LabelRules, values: Iterable[str]
+) -> dict[str, str | None]:
+    """What each label value of a file becomes under these rules (None: no such label)."""
+    matcher = _LabelMatcher(list(project.labels.order_by("position")), rules)
+    return {value: matcher.name_of(value) for value in values}

@@ -32,7 +32,13 @@ def test_alice_maps_numbers_to_labels_on_the_import_page(
         "1 = World\n2 = Sports\n3 = Business\n4 = Sci/Tech"
     )
 
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Preview").click()  # first, see what would be read
+
+    preview = page.locator("[data-preview]")
+    expect(preview.locator("tbody tr")).to_have_count(4)
+    expect(preview.locator("tbody tr").first).to_contain_text("3 → Business")
+    assert not news.items.exists()
+    page.get_by_role("button", name="Import").click()  # the previewed file, no second upload
 
     expect(page.get_by_text("imported 4, duplicates 0, rejected 0")).to_be_visible()
     assert Annotation.objects.filter(item__project=news).count() == 4

@@ -9,9 +9,11 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from labeling.access import LEADS, AuthedRequest, project_for
 from labeling.forms import ImportForm
+from labeling.import_preview import HEAD_BYTES, Preview, preview_of
 from labeling.importing import ImportFailed, ImportReport, import_items
 from labeling.models import Project
 from labeling.parsers import ParseError, guess_format
+from labeling.staging import discard, open_staged, stage
 from labeling.uploads import ImportUploadGuard
 from modeling.scheduling import request_retrain
 
@@ -38,23 +40,45 @@ def project_import(request: AuthedRequest, project_id: int) -> HttpResponse:
 
 @csrf_protect
 def _import(request: AuthedRequest, project: Project, form: ImportForm) -> HttpResponse:
-    report = None
-    if form.is_valid():
-        upload = form.cleaned_data["file"]
-        try:
-            fmt = form.cleaned_data["format"] or guess_format(upload.name)
-            report = import_items(project, upload, fmt, form.columns(), form.label_rules())
+    """Import the upload, or (Preview) keep it and show what an import would read."""
+    if not form.is_valid():
+        return _page(request, project, form)
+    upload, token = form.cleaned_data["file"], form.cleaned_data["staged"]
+    if upload is not None:
+        discard(project, request.user, token)
+        token = stage(project, request.user, upload.chunks()) if "preview" in request.POST else ""
+    source = upload if not token else open_staged(project, request.user, token)
+    if source is None:
+        form.add_error("file", "The previewed file is no longer kept: choose it again.")
+        return _page(request, project, form)
+    report = preview = None
+    try:
+        fmt = form.cleaned_data["format"] or guess_format(form.file_name())
+        if "preview" in request.POST:
+            head = source.read(HEAD_BYTES)
+            source.seek(0)
+            preview = preview_of(project, head, source, fmt, form.columns(), form.label_rules())
+        else:
+            report = import_items(project, source, fmt, form.columns(), form.label_rules())
+            discard(project, request.user, token)
+            token = ""
             if report.imported:
                 request_retrain(project)
-        except (ParseError, ImportFailed) as exc:
-            form.add_error(None, str(exc))
-    return _page(request, project, form, report)
+    except (ParseError, ImportFailed) as exc:
+        form.add_error(None, str(exc))
+    finally:
+        source.close()
+    return _page(request, project, form.keeping(token), report, preview)
 
 
 def _page(
-    request: AuthedRequest, project: Project, form: ImportForm, report: ImportReport | None = None
+    request: AuthedRequest,
+    project: Project,
+    form: ImportForm,
+    report: ImportReport | None = None,
+    preview: Preview | None = None,
 ) -> HttpResponse:
-    context = {"project": project, "form": form, "report": report}
+    context = {"project": project, "form": form, "report": report, "preview": preview}
     return render(
         request, "labeling/project_import.html", context, status=422 if form.errors else 200
     )
