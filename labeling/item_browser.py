@@ -7,19 +7,33 @@ item that matches" means exactly what the page lists.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from labeling.consensus import final_label_ids_by_item, label_names
-from labeling.models import Adjudication, Annotation, Item, Label, Project, QueueEntry
+from labeling.exports.request import ExportOptions
+from labeling.exports.rows import export_rows
+from labeling.exports.writers import write_export
+from labeling.models import (
+    Adjudication,
+    Annotation,
+    Item,
+    ItemDeletion,
+    Label,
+    Project,
+    QueueEntry,
+)
 from labeling.people import likely_label_errors
 from labeling.validation import contains_nul, parse_flag, parse_whole_number
 from modeling.interface import nearest_rows
@@ -482,3 +496,31 @@ def label_in_bulk(
         # A ruled item leaves the ranked queue: nobody needs to be asked about it first.
         QueueEntry.objects.filter(item_id__in=ids).delete()
     return BulkResult(len(ids), label.name)
+
+
+def delete_in_bulk(project: Project, lead: User, items: QuerySet[Item], note: str) -> ItemDeletion:
+    """Delete the items with their answers and rulings, keeping a file of them first.
+
+    The file is the export's JSONL with every answer, under SIFT_MEDIA_ROOT/deleted: a lead
+    downloads it from the items page, and it imports back (texts, ids, final labels).
+    """
+    ids = list(items.filter(project=project).values_list("pk", flat=True))
+    folder = Path(settings.MEDIA_ROOT) / "deleted"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"project-{project.pk}-{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}.jsonl"
+    among = Item.objects.filter(pk__in=ids)
+    with (folder / name).open("wb") as target:
+        rows = export_rows(project, ExportOptions(with_answers=True), among=among)
+        write_export(rows, "jsonl", target, True, project)
+    with transaction.atomic():
+        answers = Annotation.objects.filter(item_id__in=ids, skipped=False).count()
+        record = ItemDeletion.objects.create(
+            project=project,
+            deleted_by=lead,
+            items=len(ids),
+            answers=answers,
+            note=note,
+            file=f"deleted/{name}",
+        )
+        Item.objects.filter(pk__in=ids).delete()
+    return record

@@ -495,3 +495,25 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} for {self.project}"
+
+
+class ItemDeletion(models.Model):
+    """A lead deleted items: who, when, how many, and a file of them with every answer (the
+    export's JSONL, which imports back) so that nothing is lost without a trace."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="deletions")
+    deleted_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    items = models.PositiveIntegerField()
+    answers = models.PositiveIntegerField()
+    note = models.TextField(blank=True)
+    # Under SIFT_MEDIA_ROOT.
+    file = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.items} items deleted from {self.project}"

@@ -26,6 +26,12 @@ urlpatterns = [
     path("projects/<int:project_id>/export/", exports.project_export, name="project_export"),
     path("projects/<int:project_id>/items/", items.items_page, name="project_items"),
     path("projects/<int:project_id>/items/bulk/label/", items.bulk_label, name="bulk_label"),
+    path("projects/<int:project_id>/items/bulk/delete/", items.bulk_delete, name="bulk_delete"),
+    path(
+        "projects/<int:project_id>/items/deleted/<int:deletion_id>/",
+        items.deleted_items_file,
+        name="deleted_items_file",
+    ),
     path("projects/<int:project_id>/items/<int:item_id>/", items.item_detail, name="item_detail"),
     path("projects/<int:project_id>/model/", projects.model_status, name="model_status"),
     path("projects/<int:project_id>/model/retrain/", projects.retrain, name="retrain"),

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from django.db.models import QuerySet
+
 from labeling.consensus import agreement, answers_by_item, final_labels, rulings_by_item
 from labeling.exports.request import ExportOptions, candidate_items
-from labeling.models import Adjudication, Annotation, Project
+from labeling.models import Adjudication, Annotation, Item, Project
 from labeling.parsers import EXPORT_COLUMNS, MULTI_LABEL_SEPARATOR
 from modeling.models import latest_predictions
 
@@ -24,12 +26,18 @@ def export_rows(
     options: ExportOptions,
     *,
     progress: Callable[[int], None] | None = None,
+    among: QuerySet[Item] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield one row per exported item, in id order; `progress` hears the items read so far."""
+    """Yield one row per exported item, in id order; `progress` hears the items read so far.
+
+    `among` narrows the export to these items (a bulk delete keeps a file of what it deletes).
+    """
     labels = list(project.labels.values_list("pk", "name"))
     label_names = dict(labels)
     names_in_order = [name for _, name in labels]
     items = candidate_items(project, options).order_by("pk")
+    if among is not None:
+        items = items.filter(pk__in=among.values("pk"))
     fields = (
         "pk",
         "external_id",
@@ -59,7 +67,9 @@ def export_rows(
                 item_answers, project.multi_label, names_in_order, rulings.get(pk, ())
             )
             guess = predicted.get(pk)
-            prediction = [label_names[p] for p in guess.label_ids if p in label_names] if guess else []
+            prediction = (
+                [label_names[p] for p in guess.label_ids if p in label_names] if guess else []
+            )
             row: dict[str, Any] = {
                 "id": pk,
                 "external_id": external_id,

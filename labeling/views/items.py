@@ -3,10 +3,15 @@ label a selection or a whole filtered result in one go."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.db.models import QuerySet
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -17,6 +22,7 @@ from labeling.item_browser import (
     SORTS,
     STATES,
     ItemQuery,
+    delete_in_bulk,
     final_labels_of,
     label_in_bulk,
     matching_items,
@@ -25,7 +31,7 @@ from labeling.item_browser import (
     prediction_history_of,
     predictions_of,
 )
-from labeling.models import Item, Project, Role
+from labeling.models import Annotation, Item, ItemDeletion, Project, Role
 from labeling.validation import parse_whole_number
 from modeling.scheduling import request_retrain
 
@@ -63,46 +69,67 @@ def item_detail(request: AuthedRequest, project_id: int, item_id: int) -> HttpRe
     return render(request, "labeling/item_detail.html", context)
 
 
+@dataclass(frozen=True)
+class _Selection:
+    """What a bulk action applies to: the ticked items, or every item the filters match."""
+
+    query: ItemQuery
+    items: QuerySet[Item]
+    everything: bool
+    chosen: list[str]
+
+    def note(self, action: str) -> str:
+        scope = "every matching item" if self.everything else "ticked items"
+        return f"Bulk {action} on the items page ({scope}: {self.query.as_params() or 'all items'})"
+
+
+def _selection(request: AuthedRequest, project: Project) -> _Selection:
+    """The bulk action's items from the posted filters and ticks; ValidationError when none."""
+    query = ItemQuery.from_params(project, request.POST)
+    items = matching_items(project, query, phrase_target(project, query))
+    everything = request.POST.get("scope") == "all"
+    chosen = request.POST.getlist("item")
+    if not everything:
+        ticked = [parse_whole_number(raw, "item", 1, 2**63 - 1) for raw in chosen]
+        if not ticked:
+            raise ValidationError("Tick some items, or choose every item that matches.")
+        items = items.filter(pk__in=ticked)
+    return _Selection(query, items, everything, chosen)
+
+
+def _confirm(
+    request: AuthedRequest, project: Project, selection: _Selection, **extra: object
+) -> HttpResponse:
+    context = {
+        "project": project,
+        "count": selection.items.count(),
+        "everything": selection.everything,
+        "query": selection.query,
+        "chosen": selection.chosen,
+        "back": _list_url(project, selection.query),
+        **extra,
+    }
+    return render(request, "labeling/items_bulk_confirm.html", context)
+
+
 @login_required
 @require_POST
 def bulk_label(request: AuthedRequest, project_id: int) -> HttpResponse:
     """First POST: a confirmation with the count; with confirm=1: the rulings are made."""
     project = project_for(request.user, project_id, LEADS)
     try:
-        query = ItemQuery.from_params(project, request.POST)
+        selection = _selection(request, project)
         label = project.labels.filter(name=request.POST.get("label_to_give", "")).first()
         if label is None:
             raise ValidationError("Choose the label to give.")
-        items = matching_items(project, query, phrase_target(project, query))
-        everything = request.POST.get("scope") == "all"
-        if not everything:
-            chosen = [
-                parse_whole_number(raw, "item", 1, 2**63 - 1)
-                for raw in request.POST.getlist("item")
-            ]
-            if not chosen:
-                raise ValidationError("Tick some items, or choose every item that matches.")
-            items = items.filter(pk__in=chosen)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect(_list_url(project, ItemQuery()))
-    count = items.count()
-    back = _list_url(project, query)
     if request.POST.get("confirm") != "1":
-        context = {
-            "project": project,
-            "count": count,
-            "label": label,
-            "everything": everything,
-            "query": query,
-            "chosen": request.POST.getlist("item"),
-            "back": back,
-        }
-        return render(request, "labeling/items_bulk_confirm.html", context)
-    scope = "every matching item" if everything else "ticked items"
-    note = f"Bulk label on the items page ({scope}: {query.as_params() or 'all items'})"
+        return _confirm(request, project, selection, action="label", label=label)
+    back = _list_url(project, selection.query)
     try:
-        done = label_in_bulk(project, request.user, items, label, note)
+        done = label_in_bulk(project, request.user, selection.items, label, selection.note("label"))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect(back)
@@ -113,6 +140,42 @@ def bulk_label(request: AuthedRequest, project_id: int) -> HttpResponse:
         "as your ruling; their answers are kept, and the next retrain learns from it.",
     )
     return redirect(back)
+
+
+@login_required
+@require_POST
+def bulk_delete(request: AuthedRequest, project_id: int) -> HttpResponse:
+    """First POST: a confirmation with the counts; with confirm=1: the items are deleted."""
+    project = project_for(request.user, project_id, LEADS)
+    try:
+        selection = _selection(request, project)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(_list_url(project, ItemQuery()))
+    if request.POST.get("confirm") != "1":
+        answers = Annotation.objects.filter(item__in=selection.items, skipped=False).count()
+        return _confirm(request, project, selection, action="delete", answers=answers)
+    record = delete_in_bulk(project, request.user, selection.items, selection.note("delete"))
+    request_retrain(project)
+    messages.success(
+        request,
+        f"Deleted {record.items} item{'s' if record.items != 1 else ''} and "
+        f"{record.answers} answer{'s' if record.answers != 1 else ''}. A file of them is kept "
+        "under Deleted items below; it imports back.",
+    )
+    return redirect(_list_url(project, ItemQuery()))
+
+
+@login_required
+def deleted_items_file(request: AuthedRequest, project_id: int, deletion_id: int) -> FileResponse:
+    """The file a bulk delete kept: the deleted items and their answers, as export JSONL."""
+    project = project_for(request.user, project_id, LEADS)
+    record = get_object_or_404(ItemDeletion, pk=deletion_id, project=project)
+    path = Path(settings.MEDIA_ROOT) / record.file
+    if not path.is_file():
+        raise Http404("That file is no longer kept.")
+    name = f"{project.name}-deleted-{record.created_at:%Y-%m-%d-%H%M}.jsonl"
+    return FileResponse(path.open("rb"), as_attachment=True, filename=name)
 
 
 def _render_list(
@@ -143,6 +206,7 @@ def _render_list(
         "confidence_choices": CONFIDENCE_CHOICES,
         "annotators": sorted(project.memberships.values_list("user__username", flat=True)),
         "is_lead": project.role_of(request.user) == Role.LEAD,
+        "deletions": project.deletions.select_related("deleted_by")[:10],
         "errors": errors or [],
         "here": _list_url(project, query),
     }
