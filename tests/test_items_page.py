@@ -220,3 +220,21 @@ def test_bulk_labeling_ticked_items_touches_only_those(topics: Project, alice: U
 
     assert set(Adjudication.objects.values_list("item_id", flat=True)) == {first.pk, second.pk}
     assert "Tick some items" in nothing.content.decode()
+
+
+def test_the_disagreement_order_puts_the_split_answers_first(
+    alice: User, bob: User, dora: User
+) -> None:
+    project = make_topics_project(alice, (bob, Role.ANNOTATOR), (dora, Role.ANNOTATOR), overlap=2)
+    agreed, split, single = finance(project)[:3]
+    for item, (bobs, doras) in {
+        agreed: ("finance", "finance"),
+        split: ("finance", "sports"),
+    }.items():
+        label(project, bob, item, bobs)
+        label(project, dora, item, doras)
+    label(project, bob, single, "finance")
+
+    order = listed(client_for(alice).get(items_url(project), {"sort": "disagreement"}))
+
+    assert order == [split.pk, agreed.pk]  # only items with two answers or more
