@@ -5,7 +5,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 # `make run` is the embedded set-up: SQLite and a file-system broker, nothing else to start.
-DEV_ENV := DEBUG=1
+# It serves as production does, DEBUG off (Sift's own 404 and 500 pages, never Django's debug
+# page), with a secret key generated once into var/, over plain http on this machine only.
+# `make run RUN_DEBUG=1` shows Django's debug pages instead.
+RUN_DEBUG ?= 0
+RUN_KEY := var/secret_key
+DEV_ENV := DEBUG=$(RUN_DEBUG) SECRET_KEY="$$(cat $(RUN_KEY))" ALLOWED_HOSTS=127.0.0.1,localhost \
+	SIFT_SECURE_COOKIES=0 SIFT_HSTS_SECONDS=0
 # The suite runs on the real PostgreSQL and Redis of this machine (override to point elsewhere).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
@@ -22,8 +28,10 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-run: install
+run: install $(RUN_KEY)
 	$(DEV_ENV) $(PY) manage.py migrate --no-input
+	@# With DEBUG off WhiteNoise serves the collected files (htmx, the stylesheet, ReDoc).
+	$(DEV_ENV) $(PY) manage.py collectstatic --no-input -v0
 	$(DEV_ENV) $(PY) manage.py seed_demo
 	@echo "Sift is starting on http://127.0.0.1:8000 (Ctrl+C stops the web server and the workers)"
 	@# Two workers: head retrains never wait behind a fine-tune, which runs at the lowest CPU priority.
@@ -31,6 +39,11 @@ run: install
 		nice -n 10 $(PY) -m celery -A config worker -Q gpu -n finetune@%h --loglevel=info --concurrency=1 & finetune=$$!; \
 		trap "kill $$retrain $$finetune 2>/dev/null" EXIT INT TERM; \
 		$(PY) manage.py runserver 127.0.0.1:8000'
+
+$(RUN_KEY):
+	mkdir -p $(dir $@)
+	$(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+	chmod 600 $@
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \

@@ -15,9 +15,10 @@ MARGIN_BOTTOM = 22
 BAR_FILL = 0.8
 MAX_X_TICKS = 8
 # A tick under a bar shows at most this many characters (the bar's title has the whole name),
-# each about this many pixels wide at the charts' 11px font; ticks are spaced so none overlap.
+# each about this many units wide at the 13-unit font phones draw it in (sift.css; 11 on wider
+# screens); ticks are spaced so none overlap at either size.
 TICK_CHARS = 14
-CHAR_WIDTH = 6.5
+CHAR_WIDTH = 7.7
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,18 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from labeling.importing import LabelRules
-from labeling.models import Annotation, Item, Label, Project, Role
+from labeling.models import (
+    LABEL_HOTKEYS,
+    Annotation,
+    Item,
+    Label,
+    Project,
+    Role,
+    label_color,
+)
 from labeling.parsers import FORMATS, Columns
 from labeling.uploads import UploadTooLarge, check_upload_size, upload_limit
 from labeling.validation import label_key, validate_name_text
@@ -48,15 +57,33 @@ class RulingForm(forms.Form):
         self.fields["labels"].queryset = project.labels.all()  # type: ignore[attr-defined]
 
 
+def bound_inputs_by_model(form: forms.ModelForm) -> None:
+    """Give number inputs the min and max of their model field's validators, as the form
+    checks them (Django's own default is the field type's, e.g. min=0 for a positive one)."""
+    model = form._meta.model
+    for name, field in form.fields.items():
+        if not isinstance(field, forms.IntegerField | forms.FloatField):
+            continue
+        for validator in model._meta.get_field(name).validators:
+            if isinstance(validator, MinValueValidator):
+                field.widget.attrs["min"] = validator.limit_value
+            elif isinstance(validator, MaxValueValidator):
+                field.widget.attrs["max"] = validator.limit_value
+
+
 class ProjectForm(forms.ModelForm):
     labels = forms.CharField(
-        help_text="Comma-separated, in the order of their hotkeys 1-9.",
+        help_text="Comma-separated, in the order of their hotkeys: 1-9, 0, then a-z.",
         widget=forms.TextInput(attrs={"placeholder": "positive, negative, neutral"}),
     )
 
     class Meta:
         model = Project
         fields = ["name", "instructions", "multi_label", "overlap"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bound_inputs_by_model(self)
 
     def label_names(self) -> list[str]:
         return [name.strip() for name in self.cleaned_data["labels"].split(",") if name.strip()]
@@ -251,12 +278,28 @@ class ProjectSettingsForm(forms.ModelForm):
             "finetune_min_labels",
         ]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bound_inputs_by_model(self)
+
     def clean_encoder(self) -> str:
         # The folder itself is checked by the model field (labeling/validation.py).
         return str(self.cleaned_data["encoder"]).strip()
 
 
 class BaseLabelFormSet(forms.BaseModelFormSet):
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        kwargs = super().get_form_kwargs(index)
+        if index is not None and index >= self.initial_form_count():
+            # The empty row offers the next unused key and colour, as a new project's labels get.
+            labels = list(self.get_queryset())
+            used = {label.hotkey for label in labels}
+            kwargs["initial"] = {
+                "hotkey": next((key for key in LABEL_HOTKEYS if key not in used), ""),
+                "color": label_color(len(labels)),
+            }
+        return kwargs
+
     def clean(self) -> None:
         super().clean()
         names: set[str] = set()
@@ -279,9 +322,22 @@ LabelFormSet = forms.modelformset_factory(
     formset=BaseLabelFormSet,
     fields=["name", "hotkey", "color", "description", "keywords"],
     extra=1,
+    # One row per label under shared column headers: each input names itself, and the help
+    # texts are printed once under the table (project_settings.html), with these ids.
     widgets={
-        "color": forms.TextInput(attrs={"type": "color"}),
-        "description": forms.Textarea(attrs={"rows": 2}),
+        "name": forms.TextInput(attrs={"aria-label": "Label name"}),
+        "hotkey": forms.TextInput(attrs={"aria-label": "Key"}),
+        "color": forms.TextInput(attrs={"type": "color", "aria-label": "Colour"}),
+        "description": forms.Textarea(
+            attrs={
+                "rows": 2,
+                "aria-label": "Description",
+                "aria-describedby": "label-description-help",
+            }
+        ),
+        "keywords": forms.TextInput(
+            attrs={"aria-label": "Keywords", "aria-describedby": "label-keywords-help"}
+        ),
     },
 )
 

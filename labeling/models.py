@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 import random
 import re
@@ -41,8 +42,30 @@ LABEL_COLORS = [
     "#ca8a04",
     "#db2777",
     "#4b5563",
+    "#65a30d",
+    "#7c3aed",
+    "#0d9488",
+    "#c2410c",
+    "#be185d",
+    "#1e40af",
+    "#a16207",
+    "#15803d",
+    "#6d28d9",
+    "#b91c1c",
+    "#0369a1",
 ]
+# Keys a new label gets, in order: digits first, then letters; labels beyond these get none.
+LABEL_HOTKEYS = "1234567890abcdefghijklmnopqrstuvwxyz"
 _WHITESPACE = re.compile(r"\s+")
+
+
+def label_color(index: int) -> str:
+    """The colour of the label at this position: the palette, then distinct generated hues."""
+    if index < len(LABEL_COLORS):
+        return LABEL_COLORS[index]
+    # Golden-angle steps around the hue circle never repeat a hue; dark enough for white text.
+    red, green, blue = colorsys.hls_to_rgb((index * 0.381966) % 1.0, 0.4, 0.7)
+    return "#{:02x}{:02x}{:02x}".format(*(round(channel * 255) for channel in (red, green, blue)))
 
 
 def normalize_text(text: str) -> str:
@@ -209,7 +232,7 @@ class Project(models.Model):
             )
 
     def set_labels(self, names: list[str]) -> list[Label]:
-        """Create the label set in order, with hotkeys 1-9 and a palette colour each."""
+        """Create the label set in order, each with its own hotkey and palette colour."""
         cleaned = [name.strip() for name in names if name.strip()]
         if not cleaned:
             raise ValidationError("A project needs at least one label.")
@@ -220,8 +243,8 @@ class Project(models.Model):
                 project=self,
                 name=name,
                 position=index,
-                hotkey=str(index + 1) if index < 9 else "",
-                color=LABEL_COLORS[index % len(LABEL_COLORS)],
+                hotkey=LABEL_HOTKEYS[index] if index < len(LABEL_HOTKEYS) else "",
+                color=label_color(index),
             )
             for index, name in enumerate(cleaned)
         ]

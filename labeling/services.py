@@ -215,10 +215,10 @@ def recent_answers(project: Project, annotator: User, limit: int = 10) -> QueryS
 
 
 def progress_for(project: Project, annotator: User) -> Progress:
-    """Counts shown beside the item: my answers today and how far the project is."""
+    """Counts shown beside the item: my answers today (not skips) and how far the project is."""
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     mine_today = Annotation.objects.filter(
-        item__project=project, annotator=annotator, created_at__gte=start_of_day
+        item__project=project, annotator=annotator, created_at__gte=start_of_day, skipped=False
     ).count()
     items = Item.objects.filter(project=project)
     return Progress(

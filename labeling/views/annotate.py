@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from labeling.access import ANY_ROLE, AuthedRequest, project_for
 from labeling.forms import AnswerForm
-from labeling.models import Annotation, Item, Project
+from labeling.models import Annotation, Item, Project, Role
 from labeling.queue import lease_next_item, suggestion_for
 from labeling.services import (
     NotServed,
@@ -113,6 +113,8 @@ def _workspace(
         "client_id": uuid.uuid4(),
         "history": recent_answers(project, request.user),
         "progress": progress_for(project, request.user),
+        # With nothing to serve, a lead is pointed at the import page.
+        "is_lead": item is None and project.role_of(request.user) == Role.LEAD,
     }
     template = "labeling/annotate.html"
     if request.htmx and not request.htmx.history_restore_request:

@@ -1,5 +1,6 @@
 // Keyboard-first labeling: hotkeys answer, Space skips, Backspace / Ctrl+Z undo, Enter submits
-// (multi-label). Also records how long each item was on screen.
+// (multi-label), ? lists the keys. Also records how long each item was on screen and tells
+// screen readers when a new item arrives.
 (function () {
   "use strict";
   let shownAt = performance.now();
@@ -24,10 +25,24 @@
     return false;
   }
 
+  function keysDialog() { return document.getElementById("keys-dialog"); }
+
+  function showKeys() {
+    const dialog = keysDialog();
+    if (dialog && !dialog.open) dialog.showModal();
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target instanceof Element && event.target.closest("[data-action=keys]")) showKeys();
+  });
+
   document.addEventListener("keydown", function (event) {
     const ws = workspace();
     // A held key must not skip, undo or submit item after item.
     if (!ws || typingInField(event.target) || event.altKey || event.repeat) return;
+    // While the key list is open, keys belong to it (Escape closes it).
+    if (keysDialog() && keysDialog().open) return;
+    if (event.key === "?") { event.preventDefault(); showKeys(); return; }
     const multi = ws.dataset.multiLabel === "true";
     const key = event.key;
     if ((event.ctrlKey || event.metaKey) && key.toLowerCase() === "z") {
@@ -61,6 +76,24 @@
     if (form.id === "answer-form" && form.elements.seconds) form.elements.seconds.value = secondsOnItem();
   });
 
+  // What a screen reader says when the workspace changes: the new item, or why there is none.
+  function announce() {
+    const region = document.getElementById("announcer");
+    const ws = workspace();
+    if (!region || !ws) return;
+    const text = ws.querySelector("article.item-text");
+    const done = ws.querySelector(".done h2");
+    const notice = ws.querySelector(".errors, .notice");
+    const parts = [];
+    if (notice) parts.push(notice.textContent.trim());
+    if (text) parts.push("New item: " + text.textContent.trim().slice(0, 200));
+    else if (done) parts.push(done.textContent.trim());
+    region.textContent = parts.join(" ");
+  }
+
   // On this page every swap brings a new item into view.
-  document.addEventListener("htmx:afterSwap", function () { shownAt = performance.now(); });
+  document.addEventListener("htmx:afterSwap", function () {
+    shownAt = performance.now();
+    announce();
+  });
 })();
