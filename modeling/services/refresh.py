@@ -93,7 +93,9 @@ def _refresh(project: Project) -> ModelVersion | None:
 
     set_phase(project, Phase.SCORING)
     started = time.perf_counter()
-    probabilities = classifier.predict_proba(vectors[pool])
+    # Every embedded item, once: the pool's rows rank the queue, all are kept as predictions.
+    every_item = classifier.predict_proba(vectors)
+    probabilities = every_item[pool]
     metrics["pool_uncertainty"] = mean_uncertainty(probabilities, multi_label=project.multi_label)
     ranked = rank_queue(project, labels, ids, vectors, pool, probabilities, training, rng)
     score_seconds = time.perf_counter() - started
@@ -118,6 +120,6 @@ def _refresh(project: Project) -> ModelVersion | None:
         snapshot_at,
     )
     if version is not None:
-        store_predictions(version, labels, classifier, ids, vectors, training, held_out)
+        store_predictions(version, labels, ids, every_item, training, held_out)
         FineTuneRun.objects.request_if_due(project, version.labels_used)
     return version
