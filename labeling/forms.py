@@ -143,8 +143,6 @@ class ImportForm(forms.Form):
         self.upload_problem = upload_problem
         previewed = bool(self.data.get("staged")) if self.is_bound else False
         self.fields["file"].required = upload_problem is None and not previewed
-        if previewed:
-            self.fields["file"].help_text += " Leave empty to import the file previewed below."
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]
@@ -195,6 +193,10 @@ class ImportForm(forms.Form):
         name = self.file_name() if token else ""
         self.data = {**dict(self.data.items()), "staged": token, "staged_name": name}
         self.fields["file"].required = not token
+        if token:
+            self.fields["file"].help_text = (
+                f"At most {upload_limit()}. Leave empty to import {name}, previewed above."
+            )
         return self
 
     def file_name(self) -> str:
