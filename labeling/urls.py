@@ -53,6 +53,12 @@ urlpatterns = [
         name="remove_member",
     ),
     path("projects/<int:project_id>/settings/", projects.project_settings, name="project_settings"),
+    path("projects/<int:project_id>/delete/", projects.delete_project, name="delete_project"),
+    path(
+        "projects/<int:project_id>/labels/<int:label_id>/remove/",
+        projects.remove_label,
+        name="remove_label",
+    ),
     path("projects/<int:project_id>/people/", people.people, name="people"),
     path(
         "projects/<int:project_id>/items/<int:item_id>/resolve/",

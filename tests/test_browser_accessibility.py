@@ -109,6 +109,8 @@ def lead_pages(project: Project) -> dict[str, str]:
         "label": f"{base}/label/",
         "model report": f"{base}/model/report/",
         "settings": f"{base}/settings/",
+        "remove a label": f"{base}/labels/{project.labels.order_by('pk').first().pk}/remove/",  # type: ignore[union-attr]
+        "delete the project": f"{base}/delete/",
         "members": f"{base}/members/",
         "people": f"{base}/people/",
         "items": f"{base}/items/",

@@ -6,17 +6,20 @@ from http import HTTPStatus
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from labeling import project_care as care
 from labeling.access import LEADS, AuthedRequest, can_create_projects, project_for
 from labeling.forms import LabelFormSet, ProjectForm, ProjectSettingsForm
 from labeling.models import Project, Role
+from labeling.project_care import label_use, project_contents
 from labeling.services import progress_for
 from modeling.interface import STABLE_RUN, StopSetPredictions, stopping_advice
 from modeling.models import FineTuneRun, ModelState
@@ -169,3 +172,48 @@ def project_settings(request: AuthedRequest, project_id: int) -> HttpResponse:
     context = {"project": project, "form": form, "labels": labels}
     status = 422 if request.method == "POST" else 200
     return render(request, "labeling/project_settings.html", context, status=status)
+
+
+@login_required
+def remove_label(request: AuthedRequest, project_id: int, label_id: int) -> HttpResponse:
+    """GET: what the label is on, and where its answers would go; POST: remove (merge) it."""
+    project = project_for(request.user, project_id, LEADS)
+    label = get_object_or_404(project.labels, pk=label_id)
+    others = project.labels.exclude(pk=label.pk)
+    use = label_use(label)
+    if request.method == "POST":
+        chosen = request.POST.get("into", "")
+        into = others.filter(pk=chosen).first() if chosen.isascii() and chosen.isdigit() else None
+        try:
+            care.remove_label(project, label, into)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            merged = f"; its answers and rulings now carry {into.name}" if into and use.used else ""
+            messages.success(request, f"Label {label.name} removed{merged}.")
+            request_retrain(project)
+            return redirect("project_settings", project_id=project.pk)
+    context = {"project": project, "label": label, "others": others, "use": use}
+    return render(request, "labeling/label_remove.html", context)
+
+
+@login_required
+def delete_project(request: AuthedRequest, project_id: int) -> HttpResponse:
+    """GET: what deleting the project deletes; POST with its name typed: delete it."""
+    project = project_for(request.user, project_id, LEADS)
+    error = ""
+    if request.method == "POST":
+        name = project.name
+        try:
+            gone = care.delete_project(project, request.POST.get("name", ""))
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+        else:
+            messages.success(
+                request,
+                f"Deleted {name}: {gone.items} item{pluralize(gone.items)} and "
+                f"{gone.answers} answer{pluralize(gone.answers)}.",
+            )
+            return redirect("project_list")
+    context = {"project": project, "contents": project_contents(project), "error": error}
+    return render(request, "labeling/project_delete.html", context, status=422 if error else 200)
