@@ -15,23 +15,39 @@ run also checks that every acknowledged answer is in the database and no request
 "web CPU ms/request" is the CPU time gunicorn used per request, which a busy machine changes
 less than latency.
 
+Before the worker starts, a lead imports `--import-file` (AG News' test set, 7,600 rows, as
+JSONL with its labels) in one POST .../items/ into a fresh project, `--import-repeats` times:
+rows/s over HTTP. With `--against REV` the same rows are also imported in this process by
+`import_items` of this checkout and of REV (loaded from git), alternated: the ratio of the two.
+
+`--backend sqlite` runs the embedded set-up instead: the same gunicorn on a SQLite file and
+the worker on the file-system broker, no Redis.
+
     .venv/bin/python bench/bench_load.py
-    .venv/bin/python bench/bench_load.py --annotators 8 32 64 --seconds 30 --items 20000
+    .venv/bin/python bench/bench_load.py --annotators 1 8 32 --seconds 20 --against b206bbd
+    .venv/bin/python bench/bench_load.py --backend sqlite --annotators 1 8 32 --seconds 20
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
 import os
+import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bench_next_item import _module_at as module_at_revision
 from bench_retrain import _seed as seed_project_with_embeddings
 from harness import (
     REPO_ROOT,
@@ -55,6 +71,7 @@ from tests.servers import (
 
 BENCH_DATABASE = "sift_bench_load"
 LABEL_NAMES = ["world", "sports", "business", "science"]
+AG_NEWS_TEST = REPO_ROOT.parent / "shared" / "datasets" / "ag_news" / "test.csv"
 
 
 @dataclass
@@ -71,16 +88,32 @@ class Phase:
     failures: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Imports:
+    """What the import measured: seconds per whole-file import, over HTTP and in process."""
+
+    rows: int = 0
+    http_s: list[float] = field(default_factory=list)
+    this_checkout_s: list[float] = field(default_factory=list)
+    against_s: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
 def main() -> int:
     args = _parse_args()
     command = announce()
     with ExitStack() as stack:
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sift-load-")))
-        redis = stack.enter_context(running_redis(logs / "redis.log"))
-        os.environ["REDIS_URL"] = redis.url  # read once, when migrated_database sets Django up
+        env = {"SECRET_KEY": "bench-only-secret", "LOG_LEVEL": "WARNING"}
+        if args.backend == "postgres":
+            redis = stack.enter_context(running_redis(logs / "redis.log"))
+            os.environ["REDIS_URL"] = env["REDIS_URL"] = redis.url  # read at Django's set-up
+        else:
+            os.environ.pop("REDIS_URL", None)  # the file-system broker under SIFT_VAR_DIR
         database_url = stack.enter_context(
-            migrated_database("postgres", args.postgres_url, BENCH_DATABASE)
+            migrated_database(args.backend, args.postgres_url, args.database)
         )
+        env["DATABASE_URL"] = database_url
         seed = argparse.Namespace(
             items=args.items,
             labeled=args.labeled,
@@ -90,16 +123,6 @@ def main() -> int:
         started = time.perf_counter()
         project_id, user_ids, _ = seed_project_with_embeddings(seed)
         _log(f"seeded {args.items} items in {time.perf_counter() - started:.1f}s")
-        env = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis.url,
-            "SECRET_KEY": "bench-only-secret",
-            "LOG_LEVEL": "WARNING",
-        }
-        stack.enter_context(
-            running_celery_worker(env, logs / "worker.log", timeout=120, stop_timeout=60)
-        )
-        _warm_up(project_id)
         web = stack.enter_context(
             running_gunicorn(
                 env,
@@ -109,12 +132,18 @@ def main() -> int:
                 access_log=False,
             )
         )
+        # Before the worker starts, so that it does not train the imported projects.
+        imports = _measure_imports(args, web)
+        stack.enter_context(
+            running_celery_worker(env, logs / "worker.log", timeout=120, stop_timeout=60)
+        )
+        _warm_up(project_id)
         keys = _tokens(user_ids)
         # Unmeasured: every gunicorn worker imports the API views on its first request.
         _run_phase(web, project_id, keys[: min(args.annotators)], seconds=5)
         phases = [_run_phase(web, project_id, keys[:n], args.seconds) for n in args.annotators]
-    _report(args, phases, command)
-    return 1 if any(phase.failures for phase in phases) else 0
+    _report(args, phases, imports, command)
+    return 1 if imports.failures or any(phase.failures for phase in phases) else 0
 
 
 def _parse_args() -> argparse.Namespace:
@@ -125,8 +154,78 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--labeled", type=int, default=500, help="answers before the run")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (Dockerfile: 3)")
     parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
+    parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--database", default=BENCH_DATABASE, help="PostgreSQL database to use")
+    parser.add_argument("--import-file", type=Path, default=AG_NEWS_TEST)
+    parser.add_argument("--import-repeats", type=int, default=3)
+    parser.add_argument("--against", help="git revision whose import_items to compare with")
     add_postgres_url(parser)
     return parser.parse_args()
+
+
+def _ag_news_jsonl(path: Path) -> bytes:
+    """AG News' CSV (class 1-4, title, description) as the JSONL the API takes."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = [
+            {"text": f"{title} {description}", "label": LABEL_NAMES[int(label) - 1]}
+            for label, title, description in csv.reader(handle)
+        ]
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+def _measure_imports(args: argparse.Namespace, web: str) -> Imports:
+    """Whole-file imports into fresh projects: over HTTP, then in process against REV; the
+    retrains they ask for are dropped (the imported projects stay, untrained)."""
+    from django.contrib.auth import get_user_model
+
+    from labeling.importing import import_items
+    from labeling.models import ApiToken, Project, Role
+    from labeling.parsers import Columns
+
+    body = _ag_news_jsonl(args.import_file)
+    imports = Imports(rows=body.count(b"\n"))
+    lead = get_user_model().objects.create(username="import-lead")
+    session = http_session()
+    session.headers["Authorization"] = f"Token {ApiToken.issue(lead, 'import bench')[1]}"
+    session.headers["Content-Type"] = "application/x-ndjson"
+    made: list[Project] = []
+
+    def fresh_project() -> Project:
+        project = Project.objects.create(name=f"Import {len(made)}")
+        project.set_labels(LABEL_NAMES)
+        project.add_member(lead, Role.LEAD)
+        made.append(project)
+        return project
+
+    for _ in range(args.import_repeats):
+        url = f"{web}/api/v1/projects/{fresh_project().pk}/items/"
+        began = time.perf_counter()
+        answer = session.post(url, data=body, timeout=300)
+        imports.http_s.append(time.perf_counter() - began)
+        if answer.status_code != 201 or answer.json()["imported"] != imports.rows:
+            imports.failures.append(f"HTTP import: {answer.status_code} {answer.text[:200]}")
+    if args.against:
+        old = module_at_revision(args.against, "labeling/importing.py", "baseline_importing")
+        sides: list[tuple[list[float], Callable[..., Any]]] = [
+            (imports.this_checkout_s, import_items),
+            (imports.against_s, old.import_items),
+        ]
+        for repeat in range(args.import_repeats):
+            for timings, run in sides if repeat % 2 == 0 else reversed(sides):
+                began = time.perf_counter()
+                report = run(fresh_project(), io.BytesIO(body), "jsonl", Columns())
+                timings.append(time.perf_counter() - began)
+                if report.imported != imports.rows:
+                    imports.failures.append(f"imported {report.imported} of {imports.rows}")
+    # The imports asked for retrains, which a worker would resume when it starts: drop them.
+    from config.celery import app
+    from modeling.models import ModelState
+
+    ModelState.objects.filter(project__in=made).delete()
+    app.control.purge()
+    _log(f"imports (s): HTTP {imports.http_s}, in process {imports.this_checkout_s}")
+    _log(f"imports (s) of {args.against}: {imports.against_s}")
+    return imports
 
 
 def _warm_up(project_id: int) -> None:
@@ -236,29 +335,48 @@ def _missing_answers(acknowledged: list[tuple[str, int]]) -> list[str]:
     return [f"{len(missing)} acknowledged answers are not in the database"] if missing else []
 
 
-def _report(args: argparse.Namespace, phases: list[Phase], command: str) -> None:
+def _report(args: argparse.Namespace, phases: list[Phase], imports: Imports, command: str) -> None:
+    database = {"postgres": "PostgreSQL + Redis", "sqlite": "SQLite + file-system broker"}
     print()
     print(
         f"{args.items} items, gunicorn {args.workers} workers x {args.threads} threads, "
-        f"PostgreSQL, a Celery worker retraining every 10 answers, {os.cpu_count()} CPUs"
+        f"{database[args.backend]}, a Celery worker retraining every 10 answers, "
+        f"{os.cpu_count()} CPUs"
     )
     print()
     print(
         "| annotators | rounds | next-item p50 ms | next-item p99 ms | submit p50 ms "
-        "| submit p99 ms | requests/s | web CPU ms/request | retrains | check |"
+        "| submit p99 ms | requests/s | answers/s | web CPU ms/request | retrains | check |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for p in phases:
-        requests_per_s = 2 * len(p.next_ms) / p.wall_s if p.wall_s else 0.0
+        answers_per_s = len(p.next_ms) / p.wall_s if p.wall_s else 0.0
         print(
             f"| {p.annotators} | {len(p.next_ms)} | {format_ms(percentile(p.next_ms, 50))} "
             f"| {format_ms(percentile(p.next_ms, 99))} | {format_ms(percentile(p.submit_ms, 50))} "
-            f"| {format_ms(percentile(p.submit_ms, 99))} | {requests_per_s:.1f} "
-            f"| {1000 * p.web_cpu_s / max(1, 2 * len(p.next_ms)):.1f} | {p.retrains} "
-            f"| {'FAIL' if p.failures else 'OK'} |"
+            f"| {format_ms(percentile(p.submit_ms, 99))} | {2 * answers_per_s:.1f} "
+            f"| {answers_per_s:.1f} | {1000 * p.web_cpu_s / max(1, 2 * len(p.next_ms)):.1f} "
+            f"| {p.retrains} | {'FAIL' if p.failures else 'OK'} |"
         )
     print()
+    print("| import, one call | rows | median s | rows/s |")
+    print("|---|---:|---:|---:|")
+    sides = [
+        ("over HTTP (gunicorn)", imports.http_s),
+        ("in process, this checkout", imports.this_checkout_s),
+        (f"in process, {args.against}", imports.against_s),
+    ]
+    for name, seconds in sides:
+        if seconds:
+            median = statistics.median(seconds)
+            print(f"| {name} | {imports.rows} | {median:.2f} | {imports.rows / median:,.0f} |")
+    if imports.this_checkout_s and imports.against_s:
+        ratio = statistics.median(imports.against_s) / statistics.median(imports.this_checkout_s)
+        print(f"\nimport speed, this checkout / {args.against}: {ratio:.2f}x")
+    print()
     print(command)
+    for failure in imports.failures[:10]:
+        print(f"FAIL import: {failure}")
     for p in phases:
         for failure in p.failures[:10]:
             print(f"FAIL {p.annotators} annotators: {failure}")

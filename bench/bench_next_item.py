@@ -8,6 +8,7 @@ leases and answers items with `lease_next_item` / `submit_answer` from this chec
 goes first, with a retrain rewriting the queue every fourth block as a live project would.
 
     .venv/bin/python bench/bench_next_item.py --against f925841
+    .venv/bin/python bench/bench_next_item.py --against b206bbd --as-api
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ def main() -> int:
     parser.add_argument("--against", required=True, help="git revision to compare with")
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--blocks", type=int, default=12, help="blocks of 25 rounds per side")
+    parser.add_argument("--database", default=BENCH_DATABASE, help="PostgreSQL database to use")
+    parser.add_argument(
+        "--as-api",
+        action="store_true",
+        help="serve as the API's next-item view does: the lease's expiry and the suggestion too",
+    )
     add_postgres_url(parser)
     args = parser.parse_args()
     announce()
     seed_args = argparse.Namespace(items=args.items, labeled=500, retrain_every=10, annotators=1)
-    with migrated_database("postgres", args.postgres_url, BENCH_DATABASE):
+    with migrated_database("postgres", args.postgres_url, args.database):
         project_id, user_ids, _ = _seed(seed_args)
         results = _measure(args, project_id, user_ids[0])
     _report(args, results)
@@ -55,12 +62,13 @@ def _measure(args: argparse.Namespace, project_id: int, user_id: int) -> dict[st
 
     old_queue = _module_at(args.against, "labeling/queue.py", "baseline_queue")
     old_services = _module_at(args.against, "labeling/services.py", "baseline_services")
+    serve = _as_api if args.as_api else lambda queue: queue.lease_next_item
     sides: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
-        "this checkout": (labeling.queue.lease_next_item, labeling.services.submit_answer),
-        args.against: (old_queue.lease_next_item, old_services.submit_answer),
+        "this checkout": (serve(labeling.queue), labeling.services.submit_answer),
+        args.against: (serve(old_queue), old_services.submit_answer),
     }
     for module in (labeling.queue, old_queue):
-        module._draw = lambda: 1.0  # no random-control draws: both sides serve the queue
+        vars(module)["_draw"] = lambda: 1.0  # no random-control draws: both serve the queue
     project = Project.objects.get(pk=project_id)
     project.retrain_every = 10**9  # in memory only: no retrain is requested by the answers
     annotator = get_user_model().objects.get(pk=user_id)
@@ -81,6 +89,23 @@ def _measure(args: argparse.Namespace, project_id: int, user_id: int) -> dict[st
                 leases.append((leased - began) * 1000)
                 submits.append((time.perf_counter() - leased) * 1000)
     return timings
+
+
+def _as_api(queue: ModuleType) -> Callable[..., Any]:
+    """What GET .../queue/next/ does with a queue module: lease, the lease's expiry, the
+    suggestion (code before `lease_next` read the lease back)."""
+    from labeling.models import Lease
+
+    def serve(project: Any, annotator: Any) -> Any:
+        if hasattr(queue, "lease_next"):
+            lease = queue.lease_next(project, annotator)
+        else:
+            item = queue.lease_next_item(project, annotator)
+            lease = Lease.objects.get(item=item, annotator=annotator)
+        queue.suggestion_for(lease.item)
+        return lease.item
+
+    return serve
 
 
 def _module_at(revision: str, path: str, name: str) -> ModuleType:

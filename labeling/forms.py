@@ -194,7 +194,9 @@ class ImportForm(forms.Form):
         self.data = {**dict(self.data.items()), "staged": token, "staged_name": name}
         self.fields["file"].required = not token
         if token:
-            self.fields["file"].help_text = (
+            self.fields[
+                "file"
+            ].help_text = (
                 f"At most {upload_limit()}. Leave empty to import {name}, previewed above."
             )
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -9,7 +10,8 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from labeling.models import (
     Annotation,
@@ -178,45 +180,139 @@ def _store_batch(
     importer: User,
     report: ImportReport,
 ) -> None:
-    hashes = [content_hash(row.text) for row in batch]
+    fresh = _first_of_each_text(batch, report)
+    if connection.vendor == "postgresql":
+        imported, labeled = _copy_new_items(project, fresh, labels, importer)
+    else:
+        imported, labeled = _create_new_items(project, fresh, labels, importer)
+    report.imported += imported
+    report.duplicates += len(fresh) - imported
+    report.labeled += labeled
+
+
+def _first_of_each_text(batch: list[Row], report: ImportReport) -> dict[str, Row]:
+    """The batch's rows by content hash, the first of each text; later copies are duplicates.
+
+    Texts already in the project, or in an earlier batch, the database finds.
+    """
+    fresh: dict[str, Row] = {}
+    for row in batch:
+        digest = content_hash(row.text)
+        if digest in fresh:
+            report.duplicates += 1
+        else:
+            fresh[digest] = row
+    return fresh
+
+
+# The rows of one batch, copied in before they move to the items: COPY is the fastest way in,
+# and ON CONFLICT on the way out leaves the texts the project holds already where they are.
+_STAGING = "sift_import_rows"
+
+
+def _copy_new_items(
+    project: Project, fresh: dict[str, Row], labels: dict[str, Label], importer: User
+) -> tuple[int, int]:
+    """PostgreSQL: COPY the rows into a temporary table, then one statement inserts the new
+    items, their answers and the answers' labels; (items inserted, of them labeled)."""
+    item, annotation = Item._meta.db_table, Annotation._meta.db_table
+    answer_labels = Annotation.labels.through._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (line integer, text text, "
+            "external_id varchar(200), metadata jsonb, content_hash varchar(64), "
+            "label_ids bigint[]) ON COMMIT DROP"
+        )
+        copied = f"COPY {_STAGING} (line, text, external_id, metadata, content_hash, label_ids)"
+        with cursor.connection.cursor() as raw, raw.copy(f"{copied} FROM STDIN") as copy:
+            for digest, row in fresh.items():
+                copy.write_row(
+                    (
+                        row.line,
+                        row.text,
+                        row.external_id[:200],
+                        json.dumps(row.metadata),
+                        digest,
+                        _array_of(labels[name].pk for name in dict.fromkeys(row.labels)),
+                    )
+                )
+        cursor.execute(
+            f"""
+            WITH items AS (
+                INSERT INTO {item} (project_id, text, external_id, metadata, content_hash,
+                    answer_count, random_key, is_random_control, created_at)
+                SELECT %(project)s, text, external_id, metadata, content_hash,
+                    least(cardinality(label_ids), 1), random(), false, %(now)s
+                FROM {_STAGING} ORDER BY line
+                ON CONFLICT (project_id, content_hash) DO NOTHING
+                RETURNING id, content_hash
+            ), answers AS (
+                INSERT INTO {annotation} (item_id, annotator_id, skipped, seconds_spent,
+                    client_id, created_at, updated_at)
+                SELECT items.id, %(importer)s, false, 0, gen_random_uuid(), %(now)s, %(now)s
+                FROM items JOIN {_STAGING} staged USING (content_hash)
+                WHERE cardinality(staged.label_ids) > 0
+                RETURNING id, item_id
+            ), answer_labels AS (
+                INSERT INTO {answer_labels} (annotation_id, label_id)
+                SELECT answers.id, label_id
+                FROM answers JOIN items ON items.id = answers.item_id
+                JOIN {_STAGING} staged USING (content_hash),
+                unnest(staged.label_ids) AS label_id
+            )
+            SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM answers)
+            """,
+            {"project": project.pk, "importer": importer.pk, "now": timezone.now()},
+        )
+        imported, labeled = cursor.fetchone()
+        cursor.execute(f"TRUNCATE {_STAGING}")
+    return imported, labeled
+
+
+def _array_of(ids: Iterable[int]) -> str:
+    """A PostgreSQL array literal: several times cheaper to COPY than a list psycopg adapts."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
+def _create_new_items(
+    project: Project, fresh: dict[str, Row], labels: dict[str, Label], importer: User
+) -> tuple[int, int]:
+    """Other databases: the ORM's bulk inserts; (items inserted, of them labeled)."""
     seen = set(
-        Item.objects.filter(project=project, content_hash__in=hashes).values_list(
+        Item.objects.filter(project=project, content_hash__in=list(fresh)).values_list(
             "content_hash", flat=True
         )
     )
-    fresh: list[tuple[Row, Item]] = []
-    for row, digest in zip(batch, hashes, strict=True):
-        if digest in seen:
-            report.duplicates += 1
-            continue
-        seen.add(digest)
-        item = Item(
-            project=project,
-            text=row.text,
-            external_id=row.external_id[:200],
-            metadata=row.metadata,
-            content_hash=digest,
-            answer_count=1 if row.labels else 0,
+    new = [
+        (
+            row,
+            Item(
+                project=project,
+                text=row.text,
+                external_id=row.external_id[:200],
+                metadata=row.metadata,
+                content_hash=digest,
+                answer_count=1 if row.labels else 0,
+            ),
         )
-        fresh.append((row, item))
-    Item.objects.bulk_create([item for _, item in fresh])
-    report.imported += len(fresh)
-
-    labeled = [(row, item) for row, item in fresh if row.labels]
-    if not labeled:
-        return
-    annotations = Annotation.objects.bulk_create(
-        [Annotation(item=item, annotator=importer) for _, item in labeled]
-    )
-    through = Annotation.labels.through
-    through.objects.bulk_create(
-        [
-            through(annotation_id=annotation.pk, label_id=labels[name].pk)
-            for (row, _), annotation in zip(labeled, annotations, strict=True)
-            for name in dict.fromkeys(row.labels)
-        ]
-    )
-    report.labeled += len(labeled)
+        for digest, row in fresh.items()
+        if digest not in seen
+    ]
+    Item.objects.bulk_create([item for _, item in new])
+    labeled = [(row, item) for row, item in new if row.labels]
+    if labeled:
+        annotations = Annotation.objects.bulk_create(
+            [Annotation(item=item, annotator=importer) for _, item in labeled]
+        )
+        through = Annotation.labels.through
+        through.objects.bulk_create(
+            [
+                through(annotation_id=annotation.pk, label_id=labels[name].pk)
+                for (row, _), annotation in zip(labeled, annotations, strict=True)
+                for name in dict.fromkeys(row.labels)
+            ]
+        )
+    return len(new), len(labeled)
 
 
 def label_names_for(

@@ -24,7 +24,15 @@ _draw: Callable[[], float] = random.random
 
 
 def lease_next_item(project: Project, annotator: User) -> Item | None:
-    """Reserve the next item for this annotator, or None when nothing is left for them.
+    """Reserve the next item for this annotator, or None when nothing is left for them
+    (`lease_next`, for callers that need only the item)."""
+    lease = lease_next(project, annotator)
+    return lease.item if lease is not None else None
+
+
+def lease_next(project: Project, annotator: User) -> Lease | None:
+    """Reserve the next item for this annotator: their lease, its item attached, or None when
+    nothing is left for them.
 
     Items come in the order of the ranked queue that active learning writes, then in a fixed
     random order. A share of requests (the project's random_control_share) instead takes the
@@ -38,7 +46,7 @@ def lease_next_item(project: Project, annotator: User) -> Item | None:
     now = timezone.now()
     with transaction.atomic():
         held = (
-            Lease.objects.select_related("item")
+            Lease.objects.select_related("item__queue_entry")
             .filter(project=project, annotator=annotator, expires_at__gt=now)
             .order_by("created_at")
             .first()
@@ -46,7 +54,7 @@ def lease_next_item(project: Project, annotator: User) -> Item | None:
         if held is not None:
             held.expires_at = now + project.lease_duration()
             held.save(update_fields=["expires_at"])
-            return held.item
+            return held
 
         control = _draw() < project.random_control_share
         # Each order's queryset is built only when the one before it ran dry: building one
@@ -69,16 +77,15 @@ def lease_next_item(project: Project, annotator: User) -> Item | None:
                 # Re-check with a fresh statement now that the row is locked: a lease committed
                 # after this transaction's query started is only visible from here.
                 if _is_available(item, project, annotator, now):
+                    lease = Lease(
+                        item=item,
+                        annotator=annotator,
+                        project=project,
+                        expires_at=now + project.lease_duration(),
+                    )
                     # One upsert: an expired lease of this annotator on this item is renewed.
                     Lease.objects.bulk_create(
-                        [
-                            Lease(
-                                item=item,
-                                annotator=annotator,
-                                project=project,
-                                expires_at=now + project.lease_duration(),
-                            )
-                        ],
+                        [lease],
                         update_conflicts=True,
                         unique_fields=["item", "annotator"],
                         update_fields=["project", "expires_at"],
@@ -86,7 +93,7 @@ def lease_next_item(project: Project, annotator: User) -> Item | None:
                     if control and not item.is_random_control:
                         Item.objects.filter(pk=item.pk).update(is_random_control=True)
                         item.is_random_control = True
-                    return item
+                    return lease
                 rejected.append(item.pk)
     return None
 
@@ -97,25 +104,33 @@ def release_lease(item: Item, annotator: User) -> None:
 
 
 def _pool(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
-    mine = Annotation.objects.filter(item=OuterRef("pk"), annotator=annotator)
-    pool = Item.objects.filter(project=project, answer_count__lt=project.overlap).filter(
-        ~Exists(mine)
+    # The queue entry comes along (or its absence): the served item shows its suggestion.
+    pool = (
+        Item.objects.filter(project=project, answer_count__lt=project.overlap)
+        .filter(~_answered_by(annotator))
+        .select_related("queue_entry")
     )
     if project.overlap == 1:
         leased = Lease.objects.filter(item=OuterRef("pk"), expires_at__gt=now)
         pool = pool.filter(~Exists(leased))
     else:
-        active = (
-            Lease.objects.filter(item=OuterRef("pk"), expires_at__gt=now)
-            .order_by()
-            .values("item")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
-        pool = pool.annotate(active_leases=Coalesce(Subquery(active), 0)).filter(
+        pool = pool.annotate(active_leases=_active_leases(now)).filter(
             answer_count__lt=project.overlap - F("active_leases")
         )
     return pool
+
+
+def _answered_by(annotator: User) -> Exists:
+    return Exists(Annotation.objects.filter(item=OuterRef("pk"), annotator=annotator))
+
+
+def _active_leases(now: datetime, *, besides: User | None = None) -> Coalesce:
+    """How many unexpired leases the outer item has (those of `besides` left out)."""
+    active = Lease.objects.filter(item=OuterRef("pk"), expires_at__gt=now)
+    if besides is not None:
+        active = active.exclude(annotator=besides)
+    counted = active.order_by().values("item").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted), 0)
 
 
 def _ranked(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
@@ -143,15 +158,22 @@ def _uniform(project: Project, annotator: User, now: datetime) -> QuerySet[Item]
 
 
 def _is_available(item: Item, project: Project, annotator: User, now: datetime) -> bool:
-    if Annotation.objects.filter(item=item, annotator=annotator).exists():
-        return False
-    others = Lease.objects.filter(item=item, expires_at__gt=now).exclude(annotator=annotator)
-    return item.answer_count + others.count() < project.overlap
+    # One statement for both checks: one round trip while the row lock is held.
+    answered, others = (
+        Item.objects.filter(pk=item.pk)
+        .values_list(_answered_by(annotator), _active_leases(now, besides=annotator))
+        .get()
+    )
+    return not answered and item.answer_count + others < project.overlap
 
 
 def suggestion_for(item: Item) -> tuple[list[Label], float] | None:
     """The model's guess for an item and its confidence, if the current queue holds one."""
-    entry = QueueEntry.objects.filter(item=item).first()
+    entry: QueueEntry | None
+    if Item.queue_entry.is_cached(item):  # the queue read it (or its absence) with the item
+        entry = getattr(item, "queue_entry", None)
+    else:
+        entry = QueueEntry.objects.filter(item=item).first()
     if entry is None or entry.confidence is None or not entry.suggested_labels:
         return None
     return list(Label.objects.filter(pk__in=entry.suggested_labels)), entry.confidence

@@ -148,7 +148,10 @@ def _write_answer(
         annotation.seconds_spent += seconds
         annotation.client_id = client_id
         annotation.save()
-    annotation.labels.set(labels)
+    if created:
+        annotation.labels.add(*labels)  # nothing to compare with: no read of the old labels
+    else:
+        annotation.labels.set(labels)
     if delta:
         Item.objects.filter(pk=item.pk).update(answer_count=F("answer_count") + delta)
     if delta > 0:

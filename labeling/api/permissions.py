@@ -26,7 +26,10 @@ class RolePermission(BasePermission):
         project_id = view.kwargs.get("project_pk") or view.kwargs.get("pk")
         if project_id is None:
             return True
-        project = project_for(request.user, int(project_id))
+        # A view under /projects/{project_pk}/ keeps the project it fetches for the request.
+        project = getattr(view, "project", None) if "project_pk" in view.kwargs else None
+        if project is None:
+            project = project_for(request.user, int(project_id))
         return project.role_of(request.user) in self.roles
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:

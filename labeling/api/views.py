@@ -34,9 +34,9 @@ from labeling.api.serializers import (
     TrainingStatusSerializer,
 )
 from labeling.importing import ImportFailed, ImportReport, import_items
-from labeling.models import Annotation, Item, Label, Lease, Project, Role
+from labeling.models import Annotation, Item, Label, Project, Role
 from labeling.parsers import Columns
-from labeling.queue import lease_next_item, suggestion_for
+from labeling.queue import lease_next, suggestion_for
 from labeling.services import ClientIdConflict, NotServed, resolve_labels, submit_answer
 from labeling.uploads import UploadTooLarge, check_upload_size, declared_length, whole_body
 from labeling.validation import contains_nul, parse_flag, parse_iso_time, parse_whole_number
@@ -344,10 +344,10 @@ class QueueViewSet(ProjectScoped, viewsets.GenericViewSet):
     @action(detail=False, methods=["get"])
     def next(self, request: Request, project_pk: str) -> Response:
         """Lease the next item to you; answer it with POST .../annotations/."""
-        item = lease_next_item(self.project, request.user)
-        if item is None:
+        lease = lease_next(self.project, request.user)
+        if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        lease = Lease.objects.get(item=item, annotator=request.user)
+        item = lease.item
         suggestion = suggestion_for(item) if self.project.show_suggestions else None
         return Response(
             {
