@@ -240,9 +240,9 @@ def _copy_new_items(
             f"""
             WITH items AS (
                 INSERT INTO {item} (project_id, text, external_id, metadata, content_hash,
-                    answer_count, random_key, is_random_control, created_at)
+                    answer_count, random_key, is_random_control, excluded, created_at)
                 SELECT %(project)s, text, external_id, metadata, content_hash,
-                    least(cardinality(label_ids), 1), random(), false, %(now)s
+                    least(cardinality(label_ids), 1), random(), false, false, %(now)s
                 FROM {_STAGING} ORDER BY line
                 ON CONFLICT (project_id, content_hash) DO NOTHING
                 RETURNING id, content_hash

@@ -54,6 +54,7 @@ STATES = {
     "disputed": "Disputed (answers disagree, no ruling)",
     "ruled": "Ruled by a lead or reviewer",
     "random_control": "Random control (evaluation set)",
+    "excluded": "Excluded from labeling",
 }
 SORTS = {
     "newest": "Newest first",
@@ -209,6 +210,8 @@ def _candidates(project: Project, query: ItemQuery) -> QuerySet[Item]:
         items = items.filter(Exists(ruled))
     elif query.state == "random_control":
         items = items.filter(is_random_control=True)
+    elif query.state == "excluded":
+        items = items.filter(excluded=True)
     elif query.state == "disputed":
         given = Count("annotations__labels", filter=Q(annotations__skipped=False), distinct=True)
         disputed = (
@@ -496,6 +499,20 @@ def label_in_bulk(
         # A ruled item leaves the ranked queue: nobody needs to be asked about it first.
         QueueEntry.objects.filter(item_id__in=ids).delete()
     return BulkResult(len(ids), label.name)
+
+
+def exclude_in_bulk(project: Project, items: QuerySet[Item], excluded: bool) -> int:
+    """Take the items out of labeling (or back in); returns how many changed.
+
+    An excluded item keeps its answers and rulings and stays in exports, but it is never
+    served, ranked or trained on; its ranked entries leave the queue at once.
+    """
+    ids = list(items.filter(project=project, excluded=not excluded).values_list("pk", flat=True))
+    with transaction.atomic():
+        Item.objects.filter(pk__in=ids).update(excluded=excluded)
+        if excluded:
+            QueueEntry.objects.filter(item_id__in=ids).delete()
+    return len(ids)
 
 
 def delete_in_bulk(project: Project, lead: User, items: QuerySet[Item], note: str) -> ItemDeletion:

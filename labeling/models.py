@@ -312,6 +312,8 @@ class Item(models.Model):
     random_key = models.FloatField(default=new_random_key)
     # Served by a uniform random draw rather than by the model: part of the evaluation set.
     is_random_control = models.BooleanField(default=False, db_index=True)
+    # A lead took it out of labeling (off-topic, broken): never served, ranked or trained on.
+    excluded = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

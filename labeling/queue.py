@@ -106,7 +106,7 @@ def release_lease(item: Item, annotator: User) -> None:
 def _pool(project: Project, annotator: User, now: datetime) -> QuerySet[Item]:
     # The queue entry comes along (or its absence): the served item shows its suggestion.
     pool = (
-        Item.objects.filter(project=project, answer_count__lt=project.overlap)
+        Item.objects.filter(project=project, answer_count__lt=project.overlap, excluded=False)
         .filter(~_answered_by(annotator))
         .select_related("queue_entry")
     )

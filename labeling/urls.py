@@ -27,6 +27,7 @@ urlpatterns = [
     path("projects/<int:project_id>/items/", items.items_page, name="project_items"),
     path("projects/<int:project_id>/items/bulk/label/", items.bulk_label, name="bulk_label"),
     path("projects/<int:project_id>/items/bulk/delete/", items.bulk_delete, name="bulk_delete"),
+    path("projects/<int:project_id>/items/bulk/exclude/", items.bulk_exclude, name="bulk_exclude"),
     path(
         "projects/<int:project_id>/items/deleted/<int:deletion_id>/",
         items.deleted_items_file,

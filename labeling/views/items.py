@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
@@ -23,6 +24,7 @@ from labeling.item_browser import (
     STATES,
     ItemQuery,
     delete_in_bulk,
+    exclude_in_bulk,
     final_labels_of,
     label_in_bulk,
     matching_items,
@@ -140,6 +142,27 @@ def bulk_label(request: AuthedRequest, project_id: int) -> HttpResponse:
         "as your ruling; their answers are kept, and the next retrain learns from it.",
     )
     return redirect(back)
+
+
+@login_required
+@require_POST
+def bulk_exclude(request: AuthedRequest, project_id: int) -> HttpResponse:
+    """Take items out of labeling, or (include=1) back in: a confirmation first."""
+    project = project_for(request.user, project_id, LEADS)
+    include = request.POST.get("include") == "1"
+    try:
+        selection = _selection(request, project)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(_list_url(project, ItemQuery()))
+    if request.POST.get("confirm") != "1":
+        action = "include" if include else "exclude"
+        return _confirm(request, project, selection, action=action)
+    changed = exclude_in_bulk(project, selection.items, excluded=not include)
+    request_retrain(project)
+    done = "back in labeling" if include else "out of labeling: nobody is served them"
+    messages.success(request, f"{changed} item{pluralize(changed)} now {done}.")
+    return redirect(_list_url(project, selection.query))
 
 
 @login_required

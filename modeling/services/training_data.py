@@ -35,8 +35,8 @@ def training_set(project: Project, labels: list[Label]) -> TrainingSet:
     Random-control items are the evaluation set: they are left out unless the project trains
     on them too.
     """
-    answers = Annotation.objects.filter(item__project=project, skipped=False)
-    rulings = Adjudication.objects.filter(item__project=project)
+    answers = Annotation.objects.filter(item__project=project, item__excluded=False, skipped=False)
+    rulings = Adjudication.objects.filter(item__project=project, item__excluded=False)
     if not project.train_on_control:
         answers = answers.exclude(item__is_random_control=True)
         rulings = rulings.exclude(item__is_random_control=True)
@@ -45,10 +45,9 @@ def training_set(project: Project, labels: list[Label]) -> TrainingSet:
 
 def evaluation_set(project: Project, labels: list[Label]) -> TrainingSet:
     """The answered random-control items with their final label(s)."""
-    answers = Annotation.objects.filter(
-        item__project=project, item__is_random_control=True, skipped=False
-    )
-    rulings = Adjudication.objects.filter(item__project=project, item__is_random_control=True)
+    controls = {"item__project": project, "item__is_random_control": True, "item__excluded": False}
+    answers = Annotation.objects.filter(**controls, skipped=False)
+    rulings = Adjudication.objects.filter(**controls)
     return _as_arrays(project, labels, answers, rulings)
 
 
@@ -90,9 +89,9 @@ def rows_of(ids: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.ND
 def pool_rows(project: Project, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
     """Rows of `ids` whose items still want answers (fewer than the project's overlap)."""
     pool_ids = np.fromiter(
-        Item.objects.filter(project=project, answer_count__lt=project.overlap).values_list(
-            "id", flat=True
-        ),
+        Item.objects.filter(
+            project=project, answer_count__lt=project.overlap, excluded=False
+        ).values_list("id", flat=True),
         dtype=np.int64,
     )
     return np.flatnonzero(np.isin(ids, pool_ids))
