@@ -257,6 +257,14 @@ if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", SIFT_TRAINING_DEVICE):
     raise ImproperlyConfigured(
         f"SIFT_TRAINING_DEVICE must be auto, cpu, cuda or cuda:N, got {SIFT_TRAINING_DEVICE!r}"
     )
+# Precision of the encoder when it embeds items (never when it fine-tunes): fp32, int8 (ONNX
+# Runtime on the CPU) or auto, int8 on a worker without a GPU (README, "int8 on CPU"). int8
+# vectors are a space of their own; workers that share projects should embed alike.
+SIFT_ENCODER_PRECISION = env_str("SIFT_ENCODER_PRECISION", "auto")
+if SIFT_ENCODER_PRECISION not in ("auto", "fp32", "int8"):
+    raise ImproperlyConfigured(
+        f"SIFT_ENCODER_PRECISION must be auto, fp32 or int8, got {SIFT_ENCODER_PRECISION!r}"
+    )
 # Stated power draw of the training device in watts, for energy where NVML cannot measure it;
 # 0 uses a typical figure for the device kind (CPU 65 W, CUDA GPU 300 W).
 SIFT_DEVICE_WATTS = env_float("SIFT_DEVICE_WATTS", 0.0, minimum=0.0)

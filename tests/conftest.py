@@ -50,6 +50,13 @@ def no_automatic_finetunes(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def fp32_embeddings(settings: Any) -> None:
+    # A CPU worker embeds in int8 by default; stories name fp32 spaces and compare exact
+    # vectors, and tests/test_quantized_encoder.py tells the int8 stories.
+    settings.SIFT_ENCODER_PRECISION = "fp32"
+
+
+@pytest.fixture(autouse=True)
 def no_kept_random_curves(monkeypatch: pytest.MonkeyPatch) -> None:
     # Retrains keep random sampling's measured curve per project; each story starts with none.
     monkeypatch.setattr("modeling.services.version_metrics._measured_curves", {})

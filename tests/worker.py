@@ -37,6 +37,7 @@ def env_for_processes(**overrides: str) -> dict[str, str]:
         "SIFT_CACHE_PREFIX": str(settings.CACHES["default"].get("KEY_PREFIX", "")),
         # As in this process (tests/conftest.py): only the stories about it fine-tune by themselves.
         "SIFT_AUTO_FINETUNE": "1" if settings.SIFT_AUTO_FINETUNE else "0",
+        "SIFT_ENCODER_PRECISION": settings.SIFT_ENCODER_PRECISION,
         **overrides,
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,10 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from django.conf import settings
 
 from labeling.models import Item, Project
 from modeling.core.checkpoints import load
-from modeling.core.encoders import DEFAULT_ENCODER_NAME, TextEncoder
+from modeling.core.encoders import (
+    DEFAULT_ENCODER_NAME,
+    INT8_MARK,
+    PRECISIONS,
+    Precision,
+    TextEncoder,
+    default_device,
+    default_encoder_path,
+    inference_precision,
+)
 from modeling.models import ADAPTED_SPACE_MARK, EmbeddingChunk, ModelVersion
 
 CHUNK_SIZE = 512
@@ -26,22 +37,37 @@ Progress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class Space:
     """An embedding space: the project's encoder as it came, or as a fine-tuned version left
-    it (its weights). Embeddings are stored per space, so nothing mixes two."""
+    it (its weights), at a precision. Embeddings are stored per space, so nothing mixes two:
+    an int8 space's name carries INT8_MARK (``all-MiniLM-L6-v2+int8+finetune-v7``)."""
 
     name: str
     path: str
     weights: str = ""
+    precision: Precision = "fp32"
 
 
-def base_space(project: Project) -> Space:
-    return Space(project.encoder.strip() or DEFAULT_ENCODER_NAME, project.encoder.strip())
+def encoder_precision() -> Precision:
+    """This worker's precision for embedding: SIFT_ENCODER_PRECISION on its device."""
+    return inference_precision(settings.SIFT_ENCODER_PRECISION, default_device())
 
 
-def adapted_space(project: Project, version: ModelVersion) -> Space:
+def base_space(project: Project, precision: Precision | None = None) -> Space:
+    precision = precision or encoder_precision()
+    name = project.encoder.strip() or DEFAULT_ENCODER_NAME
+    mark = INT8_MARK if precision == "int8" else ""
+    return Space(f"{name}{mark}", project.encoder.strip(), precision=precision)
+
+
+def adapted_space(
+    project: Project, version: ModelVersion, precision: Precision | None = None
+) -> Space:
     """The space of a fine-tuned version's own encoder."""
-    base = base_space(project)
+    base = base_space(project, precision)
     return Space(
-        f"{base.name}{ADAPTED_SPACE_MARK}{version.number}", base.path, version.weights_path
+        f"{base.name}{ADAPTED_SPACE_MARK}{version.number}",
+        base.path,
+        version.weights_path,
+        base.precision,
     )
 
 
@@ -69,7 +95,26 @@ def _load_encoder(space: Space) -> TextEncoder:
     state = load(Path(space.weights)) if space.weights else None
     if space.weights and state is None:
         raise FileNotFoundError(f"the weights of {space.name} are gone: {space.weights}")
-    return TextEncoder(Path(space.path) if space.path else None, name=space.name, state=state)
+    return TextEncoder(
+        Path(space.path) if space.path else None,
+        name=space.name,
+        state=state,
+        precision=space.precision,
+        int8_file=_int8_file(space) if space.precision == "int8" else None,
+    )
+
+
+def _int8_file(space: Space) -> Path:
+    """Where a worker keeps the space's int8 model, named after its weights (folder and
+    fine-tuned file, with their times), so every worker process after the first loads it."""
+    folder = Path(space.path) if space.path else default_encoder_path()
+    sources = [folder / "config.json", folder / "model.safetensors"]
+    sources += [Path(space.weights)] if space.weights else []
+    digest = hashlib.sha256(space.name.encode())
+    for source in sources:
+        stamp = source.stat().st_mtime_ns if source.exists() else 0
+        digest.update(f"|{source.resolve()}|{stamp}".encode())
+    return Path(settings.VAR_DIR) / "cache" / "int8" / f"{digest.hexdigest()[:32]}.onnx"
 
 
 def encoder_for(project: Project, space: Space | None = None) -> TextEncoder:
@@ -84,7 +129,8 @@ def adopt_space(project: Project, version: ModelVersion, space: Space) -> None:
     version.metrics = metrics
     older = project.model_versions.filter(kind="finetune", number__lt=version.number)
     EmbeddingChunk.objects.filter(
-        project=project, encoder__in=[adapted_space(project, v).name for v in older]
+        project=project,
+        encoder__in=[adapted_space(project, v, p).name for v in older for p in PRECISIONS],
     ).delete()
 
 

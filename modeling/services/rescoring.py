@@ -22,6 +22,7 @@ from django.utils import timezone
 from config.celery import enqueue
 from labeling.models import Item, Label, Project
 from modeling.core.energy import EnergyMeter
+from modeling.core.finetuning import FineTunedClassifier
 from modeling.core.strategies import BaldStrategy, QueryStrategy
 from modeling.models import ModelState, ModelVersion, ScoringShard
 from modeling.services.embeddings import Space, adapted_space, adopt_space, ensure_embeddings
@@ -78,15 +79,19 @@ def score_shard(project_id: int, version_number: int, index: int) -> None:
         started = time.perf_counter()
         labels = list(project.labels.all())
         classifier = load_version(project, version, len(labels))
-        ids, _ = ensure_embeddings(project, space=_space(project, version), only=shard.ids())
-        pool_ids = ids[pool_rows(project, ids)]
-        texts = dict(Item.objects.filter(pk__in=pool_ids.tolist()).values_list("id", "text"))
-        pool_ids = np.array([i for i in pool_ids.tolist() if i in texts], dtype=np.int64)
-        probabilities = (
-            classifier.predict_proba(np.array([texts[int(i)] for i in pool_ids], dtype=object))
-            if len(pool_ids)
-            else np.zeros((0, len(labels)))
-        )
+        space = _space(project, version)
+        ids, vectors = ensure_embeddings(project, space=space, only=shard.ids())
+        pool = pool_rows(project, ids)
+        pool_ids = ids[pool]
+        if not len(pool_ids):
+            probabilities = np.zeros((0, len(labels)))
+        elif space is not None:
+            probabilities = classifier.predict_proba_from_embeddings(vectors[pool])
+        else:
+            texts = dict(Item.objects.filter(pk__in=pool_ids.tolist()).values_list("id", "text"))
+            pool_ids = np.array([i for i in pool_ids.tolist() if i in texts], dtype=np.int64)
+            pool_texts = np.array([texts[int(i)] for i in pool_ids], dtype=object)
+            probabilities = classifier.predict_proba(pool_texts)
         ScoringShard.objects.filter(pk=shard.pk, finished_at=None).update(
             scored_ids=pool_ids.astype("<i8").tobytes(),
             probabilities=np.ascontiguousarray(probabilities, dtype="<f8").tobytes(),
@@ -143,7 +148,7 @@ def _rescore_whole(project: Project, version: ModelVersion) -> None:
         return  # everything is labeled: nothing to rank
     texts = dict(Item.objects.filter(pk__in=ids[pool].tolist()).values_list("id", "text"))
     pool_texts = np.array([texts[int(i)] for i in ids[pool]], dtype=object)
-    probabilities = classifier.predict_proba(pool_texts)
+    probabilities = _probabilities(classifier, space, vectors[pool], pool_texts)
     strategy: QueryStrategy = (
         BaldStrategy(classifier.predict_proba_samples(pool_texts))
         if project.strategy == "bald"
@@ -208,6 +213,20 @@ def _promoted(project_id: int, version_number: int) -> tuple[Project | None, Mod
         else None
     )
     return project, version
+
+
+def _probabilities(
+    classifier: FineTunedClassifier,
+    space: Space | None,
+    vectors: npt.NDArray[np.float32],
+    texts: npt.NDArray[np.object_],
+) -> npt.NDArray[np.float64]:
+    """The version's probabilities: its linear layer on the vectors its own encoder just
+    stored in its adapted space (one pass over the texts, at SIFT_ENCODER_PRECISION), or, for
+    a [CLS] version, a pass of the whole model over the texts."""
+    if space is not None:
+        return classifier.predict_proba_from_embeddings(vectors)
+    return classifier.predict_proba(texts)
 
 
 def _space(project: Project, version: ModelVersion) -> Space | None:

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from labeling.parsers import Columns, ParseError, guess_format
 from modeling.core.cadence import FINETUNE_GROWTH, FINETUNE_MIN_LABELS
-from modeling.core.encoders import TextEncoder
+from modeling.core.encoders import PRECISIONS, TextEncoder
 from modeling.core.finetuning import AdaptingFineTunes, FineTuneConfig
 from modeling.core.simulation import (
     Adaptation,
@@ -143,6 +143,13 @@ class Command(BaseCommand):
         parser.add_argument("--model", default="head", help=f"one of: {', '.join(MODELS)}")
         parser.add_argument("--encoder", type=Path, help="local model folder (default: MiniLM)")
         parser.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="fp32",
+            help="the encoder's precision for embedding (default fp32; int8 is what a CPU "
+            "worker embeds with by default, SIFT_ENCODER_PRECISION); fine-tunes stay fp32",
+        )
+        parser.add_argument(
             "--epochs", type=int, default=3, help="finetune: epochs of the first round"
         )
         parser.add_argument(
@@ -221,7 +228,7 @@ class Command(BaseCommand):
             )
 
         torch.set_num_threads(options["threads"] or os.cpu_count() or 1)
-        encoder = TextEncoder(options["encoder"])
+        encoder = TextEncoder(options["encoder"], precision=options["precision"])
         train_emb = self._embed(encoder, train, train_path.name)
         # Fine-tunes read the texts; the head and the strategies read embeddings.
         train_texts = np.array(train.texts, dtype=object)
