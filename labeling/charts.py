@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from labeling.templatetags.plain_numbers import people_number
+
 # Room around the plot for the y-axis numbers on the left and the period names below.
 MARGIN_LEFT = 36
 MARGIN_RIGHT = 8
@@ -135,11 +137,12 @@ def stacked_bars(
                     width=bar_width,
                     height=round(bar_height, 2),
                     color=colors[name],
-                    title=title.format(name=name, count=count, period=period),
+                    title=title.format(name=name, count=people_number(count), period=period),
                 )
             )
     y_ticks = [
-        Tick(round(bottom - value * scale, 2), str(value)) for value in range(0, y_max + 1, step)
+        Tick(round(bottom - value * scale, 2), people_number(value))
+        for value in range(0, y_max + 1, step)
     ]
     texts = [_shortened(period) for period in periods]
     room = max(len(text) for text in texts) * CHAR_WIDTH + 8 if texts else 1.0

@@ -273,13 +273,19 @@ def likely_label_errors(
     return found[:limit]
 
 
-def throughput(project: Project) -> Throughput:
-    """Non-skipped answers per annotator per hour, day or week, whichever suits the span."""
+def throughput(project: Project, until: datetime | None = None) -> Throughput:
+    """Non-skipped answers per annotator over the project's life, up to `until` (now).
+
+    Per hour while the project is younger than MAX_HOURLY_SPAN, per day up to MAX_DAILY_SPAN,
+    then per week; periods without answers count as zeros, so quiet days show as gaps.
+    """
     answers = Annotation.objects.filter(human_answers(project), skipped=False)
     span = answers.aggregate(first=Min("created_at"), last=Max("created_at"))
     if span["first"] is None:
         return Throughput("day", [], {})
-    length = span["last"] - span["first"]
+    start = min(project.created_at, span["first"])
+    end = max(until or timezone.now(), span["last"])
+    length = end - start
     unit: Period = (
         "hour" if length < MAX_HOURLY_SPAN else "day" if length <= MAX_DAILY_SPAN else "week"
     )
@@ -290,8 +296,7 @@ def throughput(project: Project) -> Throughput:
         .order_by("period", "annotator__username")
     )
     counted = {(period, username): count for period, username, count in rows}
-    starts = [period for period, _ in counted]
-    periods = _periods(min(starts), max(starts), unit)
+    periods = _periods(_period_start(start, unit), end, unit)
     usernames = sorted({username for _, username in counted})
     counts = {
         username: [counted.get((period, username), 0) for period in periods]
@@ -307,6 +312,15 @@ def throughput_chart(data: Throughput) -> BarChart:
         for index, username in enumerate(data.counts)
     }
     return stacked_bars(data.period_names(), data.counts, colors)
+
+
+def _period_start(moment: datetime, unit: Period) -> datetime:
+    """The start of the local hour, day or (Monday) week holding `moment`, as Trunc gives it."""
+    start = timezone.localtime(moment).replace(minute=0, second=0, microsecond=0)
+    if unit == "hour":
+        return start
+    start = start.replace(hour=0)
+    return start - timedelta(days=start.weekday()) if unit == "week" else start
 
 
 def _periods(first: datetime, last: datetime, unit: Period) -> list[datetime]:

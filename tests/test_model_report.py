@@ -93,10 +93,10 @@ def test_lead_sees_what_training_cost_and_both_charts(
     assert page.status_code == 200
     html = page.content.decode()
     # 108 s in all at 65 W is 1.95 Wh; 0.03 h at 2.0 costs 0.06; 40 labels / 0.03 h.
-    assert '<td id="total-energy">1.950</td>' in html
-    assert '<td id="total-cost">0.0600</td>' in html
-    assert '<td id="total-labels-per-hour">1333</td>' in html
-    assert "Cost at 2.0 per device-hour" in html
+    assert '<td id="total-energy">1.95</td>' in html
+    assert '<td id="total-cost">$0.06</td>' in html
+    assert '<td id="total-labels-per-hour">1,333</td>' in html
+    assert "Device time at $2.00 per device-hour." in html
     assert 'aria-label="Accuracy against labels used"' in html
     assert 'aria-label="Answers per label"' in html
 
@@ -215,7 +215,7 @@ def test_a_long_compute_table_shows_the_latest_versions_and_totals_them_all(
     assert compute.count("<tr><td>v") == 12
     assert "The latest 12 of 15 versions" in compute
     # The total is over all 15: 36 + 72 + 13 * 36 = 576 s of device time at 65 W is 10.4 Wh.
-    assert '<td id="total-energy">10.400</td>' in compute
+    assert '<td id="total-energy">10.4</td>' in compute
     csv_rows = client_for(alice).get(report_url(trained, "compute")).content.decode().splitlines()
     assert len(csv_rows) == 1 + 15 + 1
 

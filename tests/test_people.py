@@ -77,6 +77,13 @@ def overlapped(alice: User, bob: User, dora: User, rita: User) -> Project:
     # Sent through the API without a time, so it says nothing about Bob's pace.
     answer(project, bob, items[8], "neutral", seconds=0, at=WEDNESDAY)
     answer(project, imported_annotator(), items[0], "negative")
+    return begun(project, MONDAY)
+
+
+def begun(project: Project, at: datetime) -> Project:
+    """The project as if Alice had created it at `at`."""
+    Project.objects.filter(pk=project.pk).update(created_at=at)
+    project.refresh_from_db()
     return project
 
 
@@ -189,7 +196,7 @@ def test_it_lists_labels_a_confident_model_contradicts(overlapped: Project) -> N
 
 
 def test_it_counts_answers_per_annotator_per_day(overlapped: Project) -> None:
-    result = throughput(overlapped)
+    result = throughput(overlapped, until=WEDNESDAY)
 
     assert result.unit == "day"
     assert result.period_names() == ["Mar 3", "Mar 4", "Mar 5"]
@@ -198,13 +205,13 @@ def test_it_counts_answers_per_annotator_per_day(overlapped: Project) -> None:
 
 
 def test_a_short_project_is_counted_per_hour(alice: User, bob: User) -> None:
-    project = make_project(alice, (bob, Role.ANNOTATOR), items=3)
+    project = begun(make_project(alice, (bob, Role.ANNOTATOR), items=3), MONDAY)
     first, second, third = project.items.order_by("pk")
     answer(project, bob, first, "positive", at=datetime(2025, 3, 3, 9, 5, tzinfo=UTC))
     answer(project, bob, second, "positive", at=datetime(2025, 3, 3, 9, 55, tzinfo=UTC))
     answer(project, bob, third, "negative", at=datetime(2025, 3, 3, 11, 30, tzinfo=UTC))
 
-    result = throughput(project)
+    result = throughput(project, until=datetime(2025, 3, 3, 11, 40, tzinfo=UTC))
 
     assert result.unit == "hour"
     assert result.period_names() == ["Mar 3 09:00", "Mar 3 10:00", "Mar 3 11:00"]
@@ -224,7 +231,8 @@ def test_lead_sees_people_agreement_and_the_chart(
     assert "<td>bob</td><td>8</td><td>0</td><td>0%</td><td>420.0</td><td>8.0</td>" in page
     assert "<td>bob and dora</td><td>6</td><td>0.45</td>" in page
     assert '<dd id="alpha">0.50</dd>' in page
-    assert page.count('<rect class="chart-bar"') == 4  # bob and dora on Monday and Wednesday
+    # Begun in March 2025, the project is counted per week: bob and dora in the week of Mar 3.
+    assert page.count('<rect class="chart-bar"') == 2
     assert f'href="/projects/{overlapped.pk}/people/throughput.csv"' in page
 
 
@@ -250,15 +258,16 @@ def test_reviewer_downloads_the_throughput_csv(overlapped: Project, rita: User) 
 
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
-    assert response.content == (
-        b"period_start,annotator,answers\r\n"
-        b"2025-03-03T00:00:00+00:00,bob,5\r\n"
-        b"2025-03-03T00:00:00+00:00,dora,3\r\n"
-        b"2025-03-04T00:00:00+00:00,bob,0\r\n"
-        b"2025-03-04T00:00:00+00:00,dora,0\r\n"
-        b"2025-03-05T00:00:00+00:00,bob,3\r\n"
-        b"2025-03-05T00:00:00+00:00,dora,3\r\n"
-    )
+    # Per week over the project's life, from the week of Mar 3, 2025 up to now, zeros included.
+    header, *rows = response.content.decode().splitlines()
+    assert header == "period_start,annotator,answers"
+    assert rows[:4] == [
+        "2025-03-03T00:00:00+00:00,bob,8",
+        "2025-03-03T00:00:00+00:00,dora,6",
+        "2025-03-10T00:00:00+00:00,bob,0",
+        "2025-03-10T00:00:00+00:00,dora,0",
+    ]
+    assert all(row.endswith(",0") for row in rows[2:])
 
 
 @pytest.mark.parametrize("path", ["people/", "people/throughput.csv"])

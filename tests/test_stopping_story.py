@@ -43,8 +43,9 @@ def test_after_one_version_alice_is_told_to_keep_labeling_and_why(
     assert len(version.metrics["stop_set"]["predictions"]) == 24
     html = panel(topics, alice)
     assert "<strong>Keep labeling</strong>" in html
-    assert "not enough versions yet: 1 of 4 predicted the same stop set" in html
-    assert "needs 40 random-control labels, has 12" in html
+    assert "0 of 3 stable versions in a row" in html
+    assert "v1 is the first version to predict it" in html
+    assert "Needs 40 random-control labels, has 12." in html
 
 
 def test_when_retraining_no_longer_changes_predictions_alice_may_stop(
@@ -57,8 +58,9 @@ def test_when_retraining_no_longer_changes_predictions_alice_may_stop(
 
     html = panel(topics, alice)
     assert "<strong>Consider stopping</strong>" in html
-    assert "predictions stable: kappa at least 0.99 between successive versions v1 to v4" in html
-    assert "mean pool uncertainty" in html
+    assert "3 of 3 stable versions in a row" in html
+    assert "kappa ≥ 0.99): v2 to v4" in html
+    assert "mean uncertainty on unlabeled items" in html
 
 
 def test_labels_saved_on_an_easy_project_says_why_there_is_no_number(
@@ -72,7 +74,7 @@ def test_labels_saved_on_an_easy_project_says_why_there_is_no_number(
     # Every subset of the control labels already classifies these topics perfectly.
     assert version is not None
     assert version.metrics["evaluation"]["n"] == 44
-    reason = "random sampling&#x27;s learning curve on the control items is too flat or noisy"
+    reason = "Random sampling&#x27;s learning curve on the control items is too flat or noisy"
     assert reason in panel(topics, alice)
 
 
@@ -148,5 +150,5 @@ def test_labels_saved_beyond_random_samplings_reach_shows_a_lower_bound(
 
     html = panel_with_labels_saved(topics, alice, bob, saved)
 
-    assert "<dd>at least 300 <span" in html
-    assert "random sampling would need more labels than its curve can be trusted for" in html
+    assert "<dd>at least 300</dd>" in html
+    assert "More than random sampling's curve can be trusted for, so only a lower bound." in html

@@ -30,6 +30,7 @@ from labeling.services import adjudicate
 @login_required
 def people(request: AuthedRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id, OVERSEERS)
+    answers_over_time = throughput(project)
     context = {
         "project": project,
         "annotators": annotator_stats(project),
@@ -38,7 +39,8 @@ def people(request: AuthedRequest, project_id: int) -> HttpResponse:
         "label_errors": likely_label_errors(project),
         "rulings": recent_rulings(project),
         "labels": project.labels.all(),
-        "chart": throughput_chart(throughput(project)),
+        "throughput": answers_over_time,
+        "chart": throughput_chart(answers_over_time),
     }
     return render(request, "labeling/people.html", context)
 

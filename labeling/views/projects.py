@@ -20,6 +20,7 @@ from labeling.access import LEADS, AuthedRequest, can_create_projects, project_f
 from labeling.forms import LabelFormSet, ProjectForm, ProjectSettingsForm
 from labeling.models import Project, Role
 from labeling.project_care import label_use, project_contents
+from labeling.reports import price_per_device_hour
 from labeling.services import progress_for
 from modeling.interface import STABLE_RUN, StopSetPredictions, stopping_advice
 from modeling.models import FineTuneRun, ModelState
@@ -121,6 +122,7 @@ def model_status_context(project: Project) -> dict[str, object]:
         "finetune_run": finetune_run,
         "next_finetune_at": FineTuneRun.objects.next_automatic_at(project),
         "finetuned_versions": project.model_versions.filter(kind="finetune")[:8],
+        "price": price_per_device_hour(),
     }
 
 

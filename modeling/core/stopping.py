@@ -55,6 +55,7 @@ class Advice:
     decision: str  # KEEP_LABELING or CONSIDER_STOPPING
     reason: str
     kappas: list[float]  # between successive compared versions, oldest pair first
+    stable: int = 0  # the latest versions in a row that are stable, at most STABLE_RUN
 
 
 def stop_set_hash(item_ids: npt.NDArray[np.int64]) -> str:
@@ -90,50 +91,58 @@ def mean_uncertainty(
 def stopping_advice(versions: Sequence[StopSetPredictions | None]) -> Advice:
     """Advise whether to keep labeling, from the latest versions' stop-set predictions.
 
-    "Consider stopping" when each of the last ``STABLE_RUN`` pairs of successive versions
-    agrees with Cohen's kappa of at least ``KAPPA_THRESHOLD``; otherwise "keep labeling", with
-    the most recent pair that fell short. Only versions that predicted the same stop set are
-    compared (importing items can change it), so a change of stop set starts the count again.
+    A version is stable when its stop-set predictions agree with the version before's with
+    Cohen's kappa of at least ``KAPPA_THRESHOLD``. "Consider stopping" once the last
+    ``STABLE_RUN`` versions in a row are stable; otherwise "keep labeling". The reason says how
+    many stable versions there are of those needed, and which version last changed its
+    predictions. Only versions that predicted the same stop set are compared (importing items
+    can change it), so a change of stop set starts the count again.
 
     Args:
         versions: stop-set predictions of successive versions, oldest first; None for a
             version that stored none, which also starts the count again.
     """
-    needed = STABLE_RUN + 1
     run: list[StopSetPredictions] = []
+    new_stop_set = False
     for version in reversed(versions):
-        if version is None or len(run) == needed or (run and version.ids_hash != run[-1].ids_hash):
+        if version is None or len(run) == STABLE_RUN + 1:
+            break
+        if run and version.ids_hash != run[-1].ids_hash:
+            new_stop_set = True
             break
         run.append(version)
     run.reverse()
-    if len(run) < needed:
-        return Advice(
-            KEEP_LABELING,
-            f"not enough versions yet: {len(run)} of {needed} predicted the same stop set",
-            [],
-        )
     pairs = list(pairwise(run))
     kappas = [cohen_kappa(old.predictions, new.predictions) for old, new in pairs]
-    uncertainty = _uncertainty_note(run)
-    unstable = [(pair, k) for pair, k in zip(pairs, kappas, strict=True) if k < KAPPA_THRESHOLD]
-    if unstable:
-        (old, new), kappa = unstable[-1]
-        reason = (
-            f"predictions still changing: kappa {kappa:.2f} between v{old.number} and v{new.number}"
-        )
-        return Advice(KEEP_LABELING, reason + uncertainty, kappas)
+    stable = 0
+    for kappa in reversed(kappas):
+        if kappa < KAPPA_THRESHOLD:
+            break
+        stable += 1
+    decision = CONSIDER_STOPPING if stable >= STABLE_RUN else KEEP_LABELING
     reason = (
-        f"predictions stable: kappa at least {KAPPA_THRESHOLD} between successive versions "
-        f"v{run[0].number} to v{run[-1].number}"
+        f"{stable} of {STABLE_RUN} stable versions in a row (predictions on the stop set agree "
+        f"with the version before, kappa ≥ {KAPPA_THRESHOLD:g})"
     )
-    return Advice(CONSIDER_STOPPING, reason + uncertainty, kappas)
+    if not run:
+        reason += "; no version has predicted the stop set yet"
+    elif stable == STABLE_RUN:
+        reason += f": v{run[1].number} to v{run[-1].number}"
+    elif stable < len(kappas):
+        (old, new), kappa = pairs[-1 - stable], kappas[-1 - stable]
+        reason += f"; v{new.number} changed predictions from v{old.number} (kappa {kappa:.2f})"
+    elif new_stop_set:
+        reason += f"; the stop set changed at v{run[0].number}, so the count started again"
+    elif len(run) == 1:
+        reason += f"; v{run[0].number} is the first version to predict it"
+    return Advice(decision, reason + _uncertainty_note(run), kappas, stable)
 
 
 def _uncertainty_note(run: list[StopSetPredictions]) -> str:
-    first, last = run[0].pool_uncertainty, run[-1].pool_uncertainty
-    if last is None:
+    if not run or run[-1].pool_uncertainty is None:
         return ""
-    note = f"; mean pool uncertainty {last:.2f}"
-    if first is not None:
+    first, last = run[0].pool_uncertainty, run[-1].pool_uncertainty
+    note = f"; mean uncertainty on unlabeled items {last:.2f}"
+    if first is not None and len(run) > 1:
         note += f" (v{run[0].number}: {first:.2f})"
-    return note
+    return note + ", 0 is certain"

@@ -33,9 +33,11 @@ def test_four_versions_that_agree_advise_considering_a_stop() -> None:
 
     assert advice.decision == CONSIDER_STOPPING
     assert advice.kappas == [1.0, 1.0, 1.0]
+    assert advice.stable == 3
     assert advice.reason == (
-        "predictions stable: kappa at least 0.99 between successive versions v1 to v4; "
-        "mean pool uncertainty 0.00 (v1: 0.30)"
+        "3 of 3 stable versions in a row (predictions on the stop set agree with the version "
+        "before, kappa ≥ 0.99): v2 to v4; mean uncertainty on unlabeled items 0.00 (v1: 0.30), "
+        "0 is certain"
     )
 
 
@@ -47,7 +49,9 @@ def test_a_late_change_keeps_labeling_and_names_the_versions() -> None:
 
     assert advice.decision == KEEP_LABELING
     assert advice.kappas == pytest.approx([1.0, 1.0, 0.8])
-    assert advice.reason.startswith("predictions still changing: kappa 0.80 between v3 and v4")
+    assert advice.stable == 0
+    assert advice.reason.startswith("0 of 3 stable versions in a row")
+    assert "; v4 changed predictions from v3 (kappa 0.80)" in advice.reason
 
 
 def test_only_the_last_four_versions_count() -> None:
@@ -56,15 +60,29 @@ def test_only_the_last_four_versions_count() -> None:
     advice = stopping_advice(versions)
 
     assert advice.decision == CONSIDER_STOPPING
-    assert "v2 to v5" in advice.reason
+    assert ": v3 to v5" in advice.reason
 
 
 def test_three_versions_are_not_enough() -> None:
     advice = stopping_advice([version(n, SETTLED) for n in range(1, 4)])
 
     assert advice.decision == KEEP_LABELING
-    assert advice.reason == "not enough versions yet: 3 of 4 predicted the same stop set"
-    assert advice.kappas == []
+    assert advice.stable == 2
+    assert advice.reason.startswith(
+        "2 of 3 stable versions in a row (predictions on the stop set agree with the version "
+        "before, kappa ≥ 0.99); mean uncertainty"
+    )
+    assert advice.kappas == [1.0, 1.0]
+
+
+def test_stable_versions_after_a_change_are_counted_from_the_change() -> None:
+    versions = [version(1, SETTLED), *(version(n, ONE_FLIPPED) for n in range(2, 5))]
+
+    advice = stopping_advice(versions)
+
+    assert advice.decision == KEEP_LABELING
+    assert advice.reason.startswith("2 of 3 stable versions in a row")
+    assert "; v2 changed predictions from v1 (kappa 0.80)" in advice.reason
 
 
 def test_a_new_stop_set_starts_the_count_again() -> None:
@@ -74,14 +92,25 @@ def test_a_new_stop_set_starts_the_count_again() -> None:
     advice = stopping_advice(versions)
 
     assert advice.decision == KEEP_LABELING
-    assert advice.reason.startswith("not enough versions yet: 2 of 4")
+    assert advice.reason.startswith("1 of 3 stable versions in a row")
+    assert "the stop set changed at v4, so the count started again" in advice.reason
 
 
 def test_a_version_without_a_stop_set_starts_the_count_again() -> None:
     versions = [version(1, SETTLED), None, *(version(n, SETTLED) for n in range(3, 6))]
 
-    assert stopping_advice(versions).reason.startswith("not enough versions yet: 3 of 4")
-    assert stopping_advice([]).reason.startswith("not enough versions yet: 0 of 4")
+    assert stopping_advice(versions).reason.startswith("2 of 3 stable versions in a row")
+    assert stopping_advice([]).reason == (
+        "0 of 3 stable versions in a row (predictions on the stop set agree with the version "
+        "before, kappa ≥ 0.99); no version has predicted the stop set yet"
+    )
+
+
+def test_a_new_stop_set_says_the_count_started_again() -> None:
+    advice = stopping_advice([version(1, SETTLED), version(2, SETTLED, "set-b")])
+
+    assert "0 of 3 stable versions" in advice.reason
+    assert "the stop set changed at v2, so the count started again" in advice.reason
 
 
 def test_a_version_reads_its_stop_set_from_its_metrics() -> None:
