@@ -162,6 +162,7 @@ def test_the_bulk_insert_names_every_column_of_items_and_answers() -> None:
             "answer_count",
             "random_key",
             "is_random_control",
+            "excluded",
             "created_at",
         },
         "Annotation": {
