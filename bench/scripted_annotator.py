@@ -133,6 +133,12 @@ def _parse_args() -> argparse.Namespace:
         "(as make run starts), the project's default fine-tune cadence; reports each fine-tune "
         "and the head retrains that ran meanwhile (no labels-saved truth: spaces change)",
     )
+    parser.add_argument(
+        "--no-truth",
+        action="store_true",
+        help="skip random sampling's true curve (it embeds the test set); the live figures and "
+        "how often the suggestions annotators were shown were right still come out",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
     parser.add_argument(
         "--keep",
@@ -155,7 +161,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 
     from labeling.importing import import_items
     from labeling.models import Item, Project, Role
-    from labeling.queue import lease_next_item
+    from labeling.queue import lease_next_item, suggestion_to_show
     from labeling.services import resolve_labels, submit_answer
     from modeling.datasets import load_labeled
     from modeling.models import ModelState, ModelVersion
@@ -210,12 +216,18 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         )
         _log("embedded the pool; labeling starts")
         started = time.perf_counter()
+        # Whether each suggestion was right, by whether the label page showed it.
+        suggestions: dict[str, list[bool]] = {"shown": [], "hidden": []}
         for answered in range(args.answers):
             item = lease_next_item(project, annotator)
             assert item is not None, "the queue ran dry"
             entry = getattr(item, "queue_entry", None)
             version = entry.model_version if entry is not None else -1
             served_by_version[version] = served_by_version.get(version, 0) + 1
+            suggestion = suggestion_to_show(project, item)
+            if suggestion is not None:
+                right = [label.name for label in suggestion.labels] == [truth[item.text]]
+                suggestions["shown" if suggestion.shown else "hidden"].append(right)
             labels = resolve_labels(project, [truth[item.text]])
             submit_answer(project, annotator, item, labels, seconds_spent=args.pause)
             time.sleep(args.pause)
@@ -266,7 +278,11 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     versions = ModelVersion.objects.filter(project=project).count()
     live = latest.metrics.get("labels_saved", {})
     evaluation = latest.metrics.get("evaluation", {})
-    truth_figure = _true_labels_saved(project, dataset, truth, latest.labels_used, args.repeats)
+    truth_figure = (
+        {}
+        if args.no_truth
+        else _true_labels_saved(project, dataset, truth, latest.labels_used, args.repeats)
+    )
     return {
         "dataset": args.dataset,
         "answers": args.answers,
@@ -282,8 +298,18 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         "live_labels_saved_is_lower_bound": live.get("at_least", False),
         "live_reason": live.get("reason", ""),
         "live_curve_measured_on": live.get("measured_on"),
+        **_suggestion_figures(suggestions),
         **truth_figure,
     }
+
+
+def _suggestion_figures(suggestions: dict[str, list[bool]]) -> dict[str, object]:
+    """How often the suggestions the label page showed (and those it hid) were right."""
+    figures: dict[str, object] = {}
+    for kind, rights in suggestions.items():
+        figures[f"suggestions_{kind}"] = len(rights)
+        figures[f"suggestions_{kind}_right"] = sum(rights) / len(rights) if rights else None
+    return figures
 
 
 def _fine_tunes_and_retrains(project: object) -> dict[str, object]:

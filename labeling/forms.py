@@ -274,6 +274,7 @@ class ProjectSettingsForm(forms.ModelForm):
             "retrain_every",
             "strategy",
             "show_suggestions",
+            "suggest_above",
             "annotators_see_answers",
             "encoder",
             "random_control_share",

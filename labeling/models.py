@@ -133,6 +133,15 @@ class Project(models.Model):
         default=True,
         help_text="Show annotators the model's guess; turn off to avoid anchoring.",
     )
+    suggest_above = models.PositiveSmallIntegerField(
+        "suggest from confidence (%)",
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(100, "A confidence is at most 100%.")],
+        help_text="Show a suggestion only when the model is at least this sure. Empty: from "
+        "the confidence at which its suggestions were right 4 times in 5 on the evaluation "
+        "items (until that is measured, annotators read that the model is unsure).",
+    )
     annotators_see_answers = models.BooleanField(
         "annotators see everyone's answers",
         default=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -165,6 +166,44 @@ def _is_available(item: Item, project: Project, annotator: User, now: datetime) 
         .get()
     )
     return not answered and item.answer_count + others < project.overlap
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The model's guess for an item, and whether annotators are shown it."""
+
+    labels: list[Label]
+    confidence: float
+    # False: the model is not sure enough to be usually right (Project.suggest_above).
+    shown: bool
+
+
+def suggestion_to_show(project: Project, item: Item) -> Suggestion | None:
+    """The suggestion for the label page and the API: None when suggestions are off or the
+    queue has none; not `shown` below the project's threshold (its own, or the newest
+    version's measured one; without either, multi-label projects show every suggestion)."""
+    if not project.show_suggestions:
+        return None
+    guess = suggestion_for(item)
+    if guess is None:
+        return None
+    labels, confidence = guess
+    return Suggestion(labels, confidence, confidence >= suggestion_threshold(project))
+
+
+def suggestion_threshold(project: Project) -> float:
+    """The confidence from which annotators see suggestions (above 1: never)."""
+    if project.suggest_above is not None:
+        return project.suggest_above / 100
+    if project.multi_label:
+        return 0.0
+    evaluation = (
+        project.model_versions.filter(kind="head")
+        .values_list("metrics__evaluation", flat=True)
+        .first()
+    )
+    measured = (evaluation or {}).get("suggest_above")
+    return float(measured) if measured is not None else 2.0
 
 
 def suggestion_for(item: Item) -> tuple[list[Label], float] | None:

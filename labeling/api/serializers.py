@@ -68,6 +68,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "retrain_every",
             "strategy",
             "show_suggestions",
+            "suggest_above",
             "annotators_see_answers",
             "encoder",
             "random_control_share",

@@ -36,7 +36,7 @@ from labeling.api.serializers import (
 from labeling.importing import ImportFailed, ImportReport, import_items
 from labeling.models import Annotation, Item, Label, Project, Role
 from labeling.parsers import Columns
-from labeling.queue import lease_next, suggestion_for
+from labeling.queue import lease_next, suggestion_to_show
 from labeling.services import ClientIdConflict, NotServed, resolve_labels, submit_answer
 from labeling.uploads import UploadTooLarge, check_upload_size, declared_length, whole_body
 from labeling.validation import contains_nul, parse_flag, parse_iso_time, parse_whole_number
@@ -348,14 +348,16 @@ class QueueViewSet(ProjectScoped, viewsets.GenericViewSet):
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         item = lease.item
-        suggestion = suggestion_for(item) if self.project.show_suggestions else None
+        suggestion = suggestion_to_show(self.project, item)
         return Response(
             {
                 "item": ItemSerializer(item).data,
                 "lease_expires_at": lease.expires_at,
                 "suggestion": {
-                    "labels": [label.name for label in suggestion[0]],
-                    "confidence": suggestion[1],
+                    "labels": [label.name for label in suggestion.labels],
+                    "confidence": suggestion.confidence,
+                    # Below the project's threshold: the label page says the model is unsure.
+                    "shown": suggestion.shown,
                 }
                 if suggestion
                 else None,

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from labeling.access import ANY_ROLE, AuthedRequest, project_for
 from labeling.forms import AnswerForm
 from labeling.models import Annotation, Item, Project, Role
-from labeling.queue import lease_next_item, suggestion_for
+from labeling.queue import lease_next_item, suggestion_to_show
 from labeling.services import (
     NotServed,
     progress_for,
@@ -100,7 +100,7 @@ def _workspace(
 ) -> HttpResponse:
     labels = list(project.labels.all())
     chosen = {label.pk for label in reopened.labels.all()} if reopened else set()
-    suggestion = suggestion_for(item) if item and project.show_suggestions else None
+    suggestion = suggestion_to_show(project, item) if item else None
     context = {
         "project": project,
         "item": item,
@@ -110,6 +110,9 @@ def _workspace(
         "errors": errors,
         "notice": notice,
         "suggestion": suggestion,
+        "suggested": {label.pk for label in suggestion.labels}
+        if suggestion and suggestion.shown
+        else set(),
         "client_id": uuid.uuid4(),
         "history": recent_answers(project, request.user),
         "progress": progress_for(project, request.user),

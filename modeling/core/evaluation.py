@@ -84,6 +84,29 @@ def likely_errors(
     return [(int(row), int(predicted[row]), float(confidence[row])) for row in suspects]
 
 
+def confidence_for_precision(
+    confidence: npt.NDArray[np.floating],
+    correct: npt.NDArray[np.bool_],
+    *,
+    target: float,
+    min_items: int,
+) -> float | None:
+    """The lowest confidence from which the model's guesses were right `target` of the time.
+
+    Among the items whose confidence is at or above the returned value, the share of right
+    guesses is at least ``target``, over at least ``min_items`` items; the value is the lowest
+    such confidence (so suggestions are shown as often as they can be while staying usually
+    right). None when no confidence qualifies.
+    """
+    order = np.argsort(-np.asarray(confidence, dtype=np.float64), kind="stable")
+    hits = np.cumsum(np.asarray(correct, dtype=bool)[order])
+    counts = np.arange(1, len(order) + 1)
+    qualifies = (hits >= target * counts) & (counts >= min_items)
+    if not qualifies.any():
+        return None
+    return float(np.asarray(confidence)[order][np.flatnonzero(qualifies).max()])
+
+
 Metric = Callable[[npt.NDArray[np.integer], npt.NDArray[np.integer]], float]
 
 

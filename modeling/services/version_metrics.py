@@ -15,6 +15,7 @@ from modeling.core.evaluation import (
     accuracy,
     bootstrap_ci,
     classification_report,
+    confidence_for_precision,
     likely_errors,
     macro_f1,
     multi_label_macro_f1,
@@ -36,6 +37,9 @@ from modeling.services.training_data import TrainingSet, rows_of
 
 # Below this many labeled random-control items a version gets no evaluation, only the count.
 MIN_EVALUATION_LABELS = 10
+# Annotators see the model's suggestion where, on the evaluation items, suggestions this
+# confident were right at least this often (a project can set its own threshold).
+SUGGESTIONS_RIGHT = 0.8
 # Labeled items whose out-of-fold guess contradicts their label this surely are kept for
 # review (at most MAX_LABEL_ERRORS per version); the people page applies its own threshold.
 SUSPECT_CONFIDENCE = 0.5
@@ -116,6 +120,12 @@ def evaluation(
             "labels": [label.name for label in labels],
             "matrix": report.confusion.tolist(),
         },
+        "suggest_above": confidence_for_precision(
+            probabilities.max(axis=1),
+            y_pred == y_true,
+            target=SUGGESTIONS_RIGHT,
+            min_items=MIN_EVALUATION_LABELS,
+        ),
     }
 
 

@@ -14,6 +14,7 @@ from modeling.core.evaluation import (
     accuracy,
     bootstrap_ci,
     classification_report,
+    confidence_for_precision,
     macro_f1,
     multi_label_macro_f1,
     multi_label_report,
@@ -181,3 +182,16 @@ def test_a_label_nobody_gave_or_predicted_is_left_out_of_macro_f1() -> None:
     assert np.isnan(report.precision[1])
     assert np.isnan(report.recall[1])
     assert report.macro_f1 == pytest.approx(2 / 3)
+
+
+def test_suggestions_are_shown_from_the_lowest_confidence_that_keeps_them_usually_right() -> None:
+    confidence = np.array([0.6, 0.95, 0.8, 0.9, 0.55, 0.85])
+    correct = np.array([False, True, False, True, True, True])
+    # Surest first: right, right, right, wrong (3 of 4), wrong (3 of 5), right (4 of 6).
+
+    assert confidence_for_precision(confidence, correct, target=0.75, min_items=2) == 0.8
+    assert confidence_for_precision(confidence, correct, target=1.0, min_items=2) == 0.85
+    assert confidence_for_precision(confidence, correct, target=0.75, min_items=5) is None
+    assert (
+        confidence_for_precision(np.array([]), np.array([], bool), target=0.8, min_items=1) is None
+    )
