@@ -99,6 +99,14 @@ def _selection(request: AuthedRequest, project: Project) -> _Selection:
     return _Selection(query, items, everything, chosen)
 
 
+def _refused(
+    request: AuthedRequest, project: Project, exc: ValidationError, back: str = ""
+) -> HttpResponse:
+    """Back to the items page (or `back`), saying why the bulk action was refused."""
+    messages.error(request, " ".join(exc.messages))
+    return redirect(back or _list_url(project, ItemQuery()))
+
+
 def _confirm(
     request: AuthedRequest, project: Project, selection: _Selection, **extra: object
 ) -> HttpResponse:
@@ -125,16 +133,14 @@ def bulk_label(request: AuthedRequest, project_id: int) -> HttpResponse:
         if label is None:
             raise ValidationError("Choose the label to give.")
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect(_list_url(project, ItemQuery()))
+        return _refused(request, project, exc)
     if request.POST.get("confirm") != "1":
         return _confirm(request, project, selection, action="label", label=label)
     back = _list_url(project, selection.query)
     try:
         done = label_in_bulk(project, request.user, selection.items, label, selection.note("label"))
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect(back)
+        return _refused(request, project, exc, back)
     request_retrain(project)
     messages.success(
         request,
@@ -153,8 +159,7 @@ def bulk_exclude(request: AuthedRequest, project_id: int) -> HttpResponse:
     try:
         selection = _selection(request, project)
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect(_list_url(project, ItemQuery()))
+        return _refused(request, project, exc)
     if request.POST.get("confirm") != "1":
         action = "include" if include else "exclude"
         return _confirm(request, project, selection, action=action)
@@ -173,8 +178,7 @@ def bulk_delete(request: AuthedRequest, project_id: int) -> HttpResponse:
     try:
         selection = _selection(request, project)
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect(_list_url(project, ItemQuery()))
+        return _refused(request, project, exc)
     if request.POST.get("confirm") != "1":
         answers = Annotation.objects.filter(item__in=selection.items, skipped=False).count()
         return _confirm(request, project, selection, action="delete", answers=answers)
