@@ -59,10 +59,12 @@ def lease_next(project: Project, annotator: User) -> Lease | None:
 
         control = _draw() < project.random_control_share
         # Each order's queryset is built only when the one before it ran dry: building one
-        # costs milliseconds of Python, a large share of a request.
+        # costs milliseconds of Python, a large share of a request. When every order comes
+        # back empty, they are asked once more: a retrain that replaced the queue while the
+        # first pass ran is committed by then, and each statement sees the newest commit.
         orders = [_uniform] if control else [_ranked, _unranked]
         rejected: list[int] = []
-        for build in orders:
+        for build in orders * 2:
             ordered = build(project, annotator, now)
             while len(rejected) < _MAX_ATTEMPTS:
                 # FOR NO KEY UPDATE: leasers still exclude each other, but no item is skipped
