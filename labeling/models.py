@@ -323,6 +323,10 @@ class Item(models.Model):
     is_random_control = models.BooleanField(default=False, db_index=True)
     # A lead took it out of labeling (off-topic, broken): never served, ranked or trained on.
     excluded = models.BooleanField(default=False)
+    # The import that brought it in (None for items added before imports were recorded).
+    import_job = models.ForeignKey(
+        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -529,6 +533,64 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} for {self.project}"
+
+
+class ImportJob(models.Model):
+    """One file imported into a project: the batch its items came in and, for a big file, the
+    background job that reads it while the lead watches its progress."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    requested_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_name = models.CharField(max_length=255, blank=True)
+    format = models.CharField(max_length=10, blank=True)
+    # The columns and label rules the import reads the file with.
+    options = models.JSONField(default=dict, blank=True)
+    # The kept upload a background job reads (under SIFT_VAR_DIR); emptied once it is done.
+    source = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    labeled = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    # The first rejections (line and reason) and the most common reasons, for the report.
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import of {self.file_name or 'a file'} into {self.project} ({self.status})"
+
+
+class ReviewRequest(models.Model):
+    """A lead sent an item to review: it waits on the reviewers' list until someone rules on
+    it (the ruling then ends the request)."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="review_request")
+    requested_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"review of item {self.item_id}"
 
 
 class ItemDeletion(models.Model):
