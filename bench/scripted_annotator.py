@@ -217,7 +217,12 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         _log("embedded the pool; labeling starts")
         started = time.perf_counter()
         # Whether each suggestion was right, by whether the label page showed it.
-        suggestions: dict[str, list[bool]] = {"shown": [], "hidden": []}
+        # Also split by how the item was picked (by the model, or drawn as a random control).
+        suggestions: dict[str, list[bool]] = {
+            f"{kind}{picked}": []
+            for kind in ("shown", "hidden")
+            for picked in ("", "_on_picked", "_on_controls")
+        }
         for answered in range(args.answers):
             item = lease_next_item(project, annotator)
             assert item is not None, "the queue ran dry"
@@ -227,7 +232,10 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
             suggestion = suggestion_to_show(project, item)
             if suggestion is not None:
                 right = [label.name for label in suggestion.labels] == [truth[item.text]]
-                suggestions["shown" if suggestion.shown else "hidden"].append(right)
+                kind = "shown" if suggestion.shown else "hidden"
+                picked = "_on_controls" if item.is_random_control else "_on_picked"
+                suggestions[kind].append(right)
+                suggestions[kind + picked].append(right)
             labels = resolve_labels(project, [truth[item.text]])
             submit_answer(project, annotator, item, labels, seconds_spent=args.pause)
             time.sleep(args.pause)

@@ -352,6 +352,11 @@ class Annotation(models.Model):
     skipped = models.BooleanField(default=False)
     seconds_spent = models.FloatField(default=0)
     client_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    # What the model suggested when the item was served (label ids and confidence) and whether
+    # the page showed it: each retrain measures from these how sure a shown suggestion must be.
+    suggested_labels = models.JSONField(default=list, blank=True)
+    suggestion_confidence = models.FloatField(null=True, blank=True)
+    suggestion_shown = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -393,6 +398,9 @@ class Lease(models.Model):
     )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="leases")
     expires_at = models.DateTimeField()
+    # The queue's suggestion when the item was served, handed on to the answer.
+    suggested_labels = models.JSONField(default=list, blank=True)
+    suggestion_confidence = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -80,18 +80,26 @@ def lease_next(project: Project, annotator: User) -> Lease | None:
                 # Re-check with a fresh statement now that the row is locked: a lease committed
                 # after this transaction's query started is only visible from here.
                 if _is_available(item, project, annotator, now):
+                    entry: QueueEntry | None = getattr(item, "queue_entry", None)
                     lease = Lease(
                         item=item,
                         annotator=annotator,
                         project=project,
                         expires_at=now + project.lease_duration(),
+                        suggested_labels=entry.suggested_labels if entry else [],
+                        suggestion_confidence=entry.confidence if entry else None,
                     )
                     # One upsert: an expired lease of this annotator on this item is renewed.
                     Lease.objects.bulk_create(
                         [lease],
                         update_conflicts=True,
                         unique_fields=["item", "annotator"],
-                        update_fields=["project", "expires_at"],
+                        update_fields=[
+                            "project",
+                            "expires_at",
+                            "suggested_labels",
+                            "suggestion_confidence",
+                        ],
                     )
                     if control and not item.is_random_control:
                         Item.objects.filter(pk=item.pk).update(is_random_control=True)
@@ -182,30 +190,45 @@ class Suggestion:
 
 def suggestion_to_show(project: Project, item: Item) -> Suggestion | None:
     """The suggestion for the label page and the API: None when suggestions are off or the
-    queue has none; not `shown` below the project's threshold (its own, or the newest
-    version's measured one; without either, multi-label projects show every suggestion)."""
+    queue has none; not `shown` below the project's threshold (its own, or the one the newest
+    version measured for items picked the way this one was; without either, multi-label
+    projects show every suggestion)."""
     if not project.show_suggestions:
         return None
     guess = suggestion_for(item)
     if guess is None:
         return None
     labels, confidence = guess
-    return Suggestion(labels, confidence, confidence >= suggestion_threshold(project))
+    return Suggestion(labels, confidence, is_shown(project, item, confidence))
 
 
-def suggestion_threshold(project: Project) -> float:
-    """The confidence from which annotators see suggestions (above 1: never)."""
+def is_shown(project: Project, item: Item, confidence: float | None) -> bool:
+    """Whether the page shows a suggestion this confident for this item."""
+    if not project.show_suggestions or confidence is None:
+        return False
+    return confidence >= suggestion_threshold(project, control=item.is_random_control)
+
+
+def suggestion_threshold(project: Project, *, control: bool) -> float:
+    """The confidence from which annotators see suggestions (above 1: never).
+
+    The newest head version measures one threshold for the items the model picked and one for
+    the random controls, on the suggestions annotators answered (`suggestion_thresholds`):
+    the model is much less often right on the items it picked for being hard than on random
+    ones at the same confidence.
+    """
     if project.suggest_above is not None:
         return project.suggest_above / 100
     if project.multi_label:
         return 0.0
-    evaluation = (
+    measured = (
         project.model_versions.filter(kind="head")
-        .values_list("metrics__evaluation", flat=True)
+        .values_list("metrics__suggestions", flat=True)
         .first()
     )
-    measured = (evaluation or {}).get("suggest_above")
-    return float(measured) if measured is not None else 2.0
+    kind = (measured or {}).get("controls" if control else "picked") or {}
+    threshold = kind.get("threshold")
+    return float(threshold) if threshold is not None else 2.0
 
 
 def suggestion_for(item: Item) -> tuple[list[Label], float] | None:

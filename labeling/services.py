@@ -13,7 +13,8 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from labeling.models import Adjudication, Annotation, Item, Label, Lease, Project, QueueEntry
-from labeling.queue import release_lease
+from labeling.queue import is_shown, release_lease
+from labeling.review_requests import end_review_requests
 from modeling.scheduling import retrain_if_due
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def submit_answer(
     try:
         with transaction.atomic():
             annotation, created = _write_answer(
-                item, annotator, labels, skipped, seconds, client_id
+                project, item, annotator, labels, skipped, seconds, client_id
             )
             release_lease(item, annotator)
             transaction.on_commit(lambda: retrain_if_due(project))
@@ -121,6 +122,7 @@ def _same_request(
 
 
 def _write_answer(
+    project: Project,
     item: Item,
     annotator: User,
     labels: Sequence[Label],
@@ -133,13 +135,17 @@ def _write_answer(
     )
     created = annotation is None
     if annotation is None:
-        _check_served(item, annotator)
+        lease = _check_served(item, annotator)
+        confidence = lease.suggestion_confidence if lease.suggested_labels else None
         annotation = Annotation.objects.create(
             item=item,
             annotator=annotator,
             skipped=skipped,
             seconds_spent=seconds,
             client_id=client_id,
+            suggested_labels=lease.suggested_labels if confidence is not None else [],
+            suggestion_confidence=confidence,
+            suggestion_shown=is_shown(project, item, confidence),
         )
         delta = 0 if skipped else 1
     else:
@@ -163,7 +169,8 @@ def _write_answer(
     return annotation, created
 
 
-def _check_served(item: Item, annotator: User) -> None:
+def _check_served(item: Item, annotator: User) -> Lease:
+    """The annotator's lease on the item, or NotServed."""
     lease = Lease.objects.filter(item=item, annotator=annotator).first()
     if lease is None:
         raise NotServed(
@@ -171,13 +178,14 @@ def _check_served(item: Item, annotator: User) -> None:
             "answers to change it."
         )
     if lease.is_active():
-        return
+        return lease
     needed = Item.objects.filter(pk=item.pk, answer_count__lt=F("project__overlap")).exists()
     if not needed:
         raise NotServed(
             "Your time on this item ran out and others have answered it meanwhile; your answer "
             "was not stored."
         )
+    return lease
 
 
 def undo_last_answer(project: Project, annotator: User) -> Item | None:
@@ -202,6 +210,9 @@ def undo_last_answer(project: Project, annotator: User) -> Item | None:
             annotator=annotator,
             project=project,
             expires_at=timezone.now() + project.lease_duration(),
+            # The answer given again records what was suggested the first time.
+            suggested_labels=last.suggested_labels,
+            suggestion_confidence=last.suggestion_confidence,
         )
     item.refresh_from_db()
     return item
@@ -234,7 +245,8 @@ def progress_for(project: Project, annotator: User) -> Progress:
 def adjudicate(
     project: Project, reviewer: User, item: Item, labels: Sequence[Label], note: str = ""
 ) -> Adjudication:
-    """Record a reviewer's final labels for an item, replacing any earlier ruling on it."""
+    """Record a reviewer's final labels for an item, replacing any earlier ruling on it; the
+    ruling ends the item's review request."""
     if item.project_id != project.pk:
         raise ValidationError("This item belongs to another project.")
     if any(label.project_id != project.pk for label in labels):
@@ -248,4 +260,5 @@ def adjudicate(
             item=item, defaults={"resolved_by": reviewer, "note": note.strip()}
         )
         ruling.labels.set(labels)
+        end_review_requests([item.pk])
     return ruling

@@ -34,8 +34,22 @@ class Evaluation(TypedDict, total=False):
     micro_f1: float  # multi-label only
     per_class: dict[str, PerClass]
     confusion: Confusion  # single-label only
-    # Single-label: the confidence from which suggestions were right 4 times in 5 here.
+    # Versions before suggestions were measured on answers: the controls' threshold.
     suggest_above: float | None
+
+
+class SuggestionFigures(TypedDict):
+    """Suggestions answered on items picked one way: from which confidence to show them."""
+
+    threshold: float | None  # None: never shown
+    answers: int
+    shown: int
+    shown_right: float | None
+
+
+class Suggestions(TypedDict):
+    picked: SuggestionFigures  # served from the model's ranked queue
+    controls: SuggestionFigures  # drawn at random
 
 
 class LabelsSaved(TypedDict, total=False):
@@ -86,6 +100,7 @@ class VersionMetrics(TypedDict, total=False):
     evaluation: Evaluation
     labels_saved: LabelsSaved
     stop_set: StopSet
+    suggestions: Suggestions  # single-label head versions
     pool_uncertainty: float | None
     promotion: Promotion
     training: Training

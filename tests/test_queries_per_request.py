@@ -20,9 +20,10 @@ from django.test.utils import CaptureQueriesContext
 from labeling.models import Annotation, Lease, Project, QueueEntry, Role
 from tests.conftest import make_project, token_client
 
-# One of them reads how sure the newest version's suggestions must be to be shown.
+# One of each reads how sure the newest version's suggestions must be to be shown (the answer
+# records whether its suggestion was).
 NEXT_ITEM_QUERIES = 11
-ANSWER_QUERIES = 16
+ANSWER_QUERIES = 17
 
 
 @pytest.fixture

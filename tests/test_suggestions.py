@@ -1,7 +1,9 @@
 """Bob sees the model's suggestion only where it is usually right: from the confidence at
-which the newest version's suggestions were right 4 times in 5 on the evaluation items, or
+which the suggestions annotators answered, on items picked the same way (by the model, or at
+random as controls), were right 4 times in 5 (the lower end of a one-sided 95% interval), or
 from the threshold Alice sets. Below it the page says the model is unsure, and where it is
-shown the suggested button is marked.
+shown the suggested button is marked. Each answer records what was suggested and whether the
+page showed it; each retrain measures the thresholds from those answers.
 
 Alice's "Topics" project has 24 items; the queue ranks a sure item (90%) before an unsure one
 (60%), both suggesting sports.
@@ -15,9 +17,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from labeling.models import Item, Project, QueueEntry, Role
+from labeling import queue
+from labeling.models import Annotation, Item, Project, QueueEntry, Role
+from labeling.services import resolve_labels, submit_answer
 from modeling.models import ModelVersion
-from tests.conftest import client_for, make_topics_project
+from modeling.services.version_metrics import suggestion_thresholds
+from tests.conftest import client_for, make_topics_project, serve
 
 
 @pytest.fixture
@@ -36,7 +41,14 @@ def topics(alice: User, bob: User) -> Project:
     return project
 
 
-def measured(project: Project, suggest_above: float | None) -> None:
+def measured(
+    project: Project, suggest_above: float | None, *, controls: float | None = None
+) -> None:
+    """A head version that measured these thresholds (picked items, random controls)."""
+
+    def figures(threshold: float | None) -> dict[str, object]:
+        return {"threshold": threshold, "answers": 30, "shown": 0, "shown_right": None}
+
     ModelVersion.objects.create(
         project=project,
         number=1,
@@ -44,7 +56,7 @@ def measured(project: Project, suggest_above: float | None) -> None:
         strategy="margin",
         labels_used=20,
         snapshot_at=timezone.now(),
-        metrics={"evaluation": {"n": 30, "suggest_above": suggest_above}},
+        metrics={"suggestions": {"picked": figures(suggest_above), "controls": figures(controls)}},
     )
 
 
@@ -114,3 +126,91 @@ def test_the_api_says_whether_the_page_shows_the_suggestion(topics: Project, bob
 
     assert served["suggestion"] == {"labels": ["sports"], "confidence": 0.9, "shown": True}
     assert Item.objects.filter(pk=served["item"]["id"]).exists()
+
+
+def test_a_random_control_is_shown_a_suggestion_by_the_controls_threshold(
+    topics: Project, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the items it picked the model is never sure enough; on random ones from 85%.
+    measured(topics, None, controls=0.85)
+    monkeypatch.setattr(queue, "_draw", lambda: 0.0)  # every request draws a control
+    topics.random_control_share = 1.0
+    topics.save()
+    sure = topics.items.order_by("id")[0]
+    Item.objects.exclude(pk=sure.pk).update(random_key=2.0)  # the sure item comes first
+
+    page = label_page(bob, topics)
+
+    assert "Model suggests <strong>sports</strong> · 90% sure" in page
+    assert Item.objects.get(pk=sure.pk).is_random_control
+
+
+def test_bobs_answers_record_what_was_suggested_and_whether_he_saw_it(
+    topics: Project, bob: User
+) -> None:
+    measured(topics, 0.8)
+    sports = topics.labels.get(name="sports")
+
+    answer_shown(bob, topics, label_page(bob, topics))  # the sure one, shown
+    answer_shown(bob, topics, label_page(bob, topics))  # the unsure one, not shown
+
+    sure, unsure = Annotation.objects.filter(annotator=bob).order_by("suggestion_confidence")[::-1]
+    assert (sure.suggested_labels, sure.suggestion_confidence, sure.suggestion_shown) == (
+        [sports.pk],
+        0.9,
+        True,
+    )
+    assert (unsure.suggestion_confidence, unsure.suggestion_shown) == (0.6, False)
+
+
+def test_a_retrain_measures_each_threshold_on_the_answers_to_items_picked_that_way(
+    alice: User, bob: User
+) -> None:
+    project = make_topics_project(alice, (bob, Role.ANNOTATOR), per_topic=40)
+    sports, finance = project.labels.get(name="sports"), project.labels.get(name="finance")
+    items = list(project.items.order_by("id"))
+    picked, controls = items[:40], items[40:]
+    Item.objects.filter(pk__in=[item.pk for item in controls]).update(is_random_control=True)
+    # On the items the model picked, its suggestion (sports, 50-90% sure) was right half the
+    # time whatever its confidence; on the random controls, right from 70% on.
+    for n, item in enumerate(picked):
+        confidence = 0.5 + 0.4 * n / 39
+        answer_with_suggestion(project, bob, item, sports.pk, confidence, n % 2 == 0)
+    for n, item in enumerate(controls):
+        confidence = 0.5 + 0.4 * n / 39
+        answer_with_suggestion(project, bob, item, sports.pk, confidence, confidence >= 0.7)
+
+    measured_now = suggestion_thresholds(project)
+
+    assert measured_now["picked"]["threshold"] is None  # never usually right: never shown
+    assert measured_now["picked"]["answers"] == 40
+    control_threshold = measured_now["controls"]["threshold"]
+    assert control_threshold is not None
+    assert 0.65 <= control_threshold <= 0.75
+    assert finance.pk not in {a.suggested_labels[0] for a in Annotation.objects.all()}
+
+
+def answer_with_suggestion(
+    project: Project, user: User, item: Item, suggested: int, confidence: float, right: bool
+) -> None:
+    """The queue served the item suggesting `suggested`; the user agreed if `right`."""
+    serve(project, user, item)
+    queue.Lease.objects.filter(item=item, annotator=user).update(
+        suggested_labels=[suggested], suggestion_confidence=confidence
+    )
+    names = {label.pk: label.name for label in project.labels.all()}
+    other = next(name for pk, name in names.items() if pk != suggested)
+    submit_answer(
+        project, user, item, resolve_labels(project, [names[suggested] if right else other])
+    )
+
+
+def test_alice_reads_on_the_project_page_where_suggestions_are_shown(
+    topics: Project, alice: User
+) -> None:
+    measured(topics, None, controls=0.85)
+
+    page = client_for(alice).get(f"/projects/{topics.pk}/").content.decode()
+
+    assert "Items the model picked: not shown yet" in page
+    assert "Random controls: shown from 85% sure" in page

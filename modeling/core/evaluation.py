@@ -90,21 +90,36 @@ def confidence_for_precision(
     *,
     target: float,
     min_items: int,
+    z: float = 0.0,
 ) -> float | None:
     """The lowest confidence from which the model's guesses were right `target` of the time.
 
     Among the items whose confidence is at or above the returned value, the share of right
     guesses is at least ``target``, over at least ``min_items`` items; the value is the lowest
     such confidence (so suggestions are shown as often as they can be while staying usually
-    right). None when no confidence qualifies.
+    right). With ``z`` above 0 the share must hold for the Wilson lower bound at that many
+    standard errors, not just the observed share: the lowest of many cut points is otherwise
+    an optimistic pick on a few dozen items. None when no confidence qualifies.
     """
     order = np.argsort(-np.asarray(confidence, dtype=np.float64), kind="stable")
     hits = np.cumsum(np.asarray(correct, dtype=bool)[order])
     counts = np.arange(1, len(order) + 1)
-    qualifies = (hits >= target * counts) & (counts >= min_items)
+    qualifies = (wilson_lower_bound(hits, counts, z) >= target) & (counts >= min_items)
     if not qualifies.any():
         return None
     return float(np.asarray(confidence)[order][np.flatnonzero(qualifies).max()])
+
+
+def wilson_lower_bound(
+    hits: npt.NDArray[np.integer], counts: npt.NDArray[np.integer], z: float
+) -> npt.NDArray[np.float64]:
+    """The Wilson score interval's lower end for ``hits`` out of ``counts`` (the share at z=0)."""
+    n = np.asarray(counts, dtype=np.float64)
+    share = np.asarray(hits, dtype=np.float64) / n
+    if z == 0:
+        return share
+    spread = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return (share + z * z / (2 * n) - spread) / (1 + z * z / n)
 
 
 Metric = Callable[[npt.NDArray[np.integer], npt.NDArray[np.integer]], float]

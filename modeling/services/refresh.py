@@ -90,6 +90,8 @@ def _refresh(project: Project) -> ModelVersion | None:
         project, labels, classifier, control, evaluation, len(training.item_ids), ids, vectors
     )
     metrics["stop_set"] = version_metrics.stop_set(project, classifier, ids, vectors)
+    if not project.multi_label:
+        metrics["suggestions"] = version_metrics.suggestion_thresholds(project)
 
     set_phase(project, Phase.SCORING)
     started = time.perf_counter()

@@ -18,6 +18,7 @@ from modeling.core.evaluation import (
     macro_f1,
     multi_label_macro_f1,
     multi_label_report,
+    wilson_lower_bound,
 )
 
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2])
@@ -195,3 +196,23 @@ def test_suggestions_are_shown_from_the_lowest_confidence_that_keeps_them_usuall
     assert (
         confidence_for_precision(np.array([]), np.array([], bool), target=0.8, min_items=1) is None
     )
+
+
+def test_a_lower_bound_asks_more_items_before_a_confidence_qualifies() -> None:
+    # 9 right of 10 above 0.6, then a wrong one: the share alone qualifies 0.6 for 80%; the
+    # Wilson lower bound (z = 1.64) over 10 items does not reach 80%, so nothing qualifies.
+    confidence = np.linspace(0.95, 0.6, 10)
+    correct = np.array([True] * 9 + [False])
+    assert confidence_for_precision(confidence, correct, target=0.8, min_items=5) == 0.6
+    assert confidence_for_precision(confidence, correct, target=0.8, min_items=5, z=1.64) is None
+    many = np.linspace(0.99, 0.6, 200)
+    assert confidence_for_precision(
+        many, np.arange(200) % 10 != 9, target=0.8, min_items=5, z=1.64
+    ) == pytest.approx(0.6)
+
+
+def test_the_wilson_bound_lies_below_the_share_and_is_the_share_at_z_zero() -> None:
+    hits, counts = np.array([9, 90]), np.array([10, 100])
+    assert wilson_lower_bound(hits, counts, 0.0).tolist() == [0.9, 0.9]
+    low = wilson_lower_bound(hits, counts, 1.64)
+    assert 0.6 < low[0] < low[1] < 0.9
