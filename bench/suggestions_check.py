@@ -2,20 +2,23 @@
 
 The label page shows the model's guess only from a confidence threshold: the lowest confidence
 from which, on some measured items, guesses were right at least 80% of the time
-(``modeling.core.evaluation.confidence_for_precision``). This replays the live loop (cold
-start, then the default strategy picks each batch, a share of the served items drawn at
-random as controls) on the shared datasets, and after each retrain measures the threshold on
-three kinds of items:
+(``modeling.core.evaluation.confidence_for_precision``, optionally at the lower end of a Wilson
+interval). This replays the live loop (cold start, then the default strategy picks each batch,
+a share of the served items drawn at random as controls) on the shared datasets and, after
+each retrain, applies each policy's thresholds to the next batch served, whose true labels say
+whether the shown guesses were right. Policies (threshold for items the model picked / for
+random controls):
 
-- ``controls``: the labeled random controls (what the threshold was measured on first);
-- ``held_out``: the out-of-fold guesses on the labeled items the queue chose (5 folds), the
-  same kind of items as those it serves next;
-- ``both``: the two together.
+- ``controls``: one threshold, the version's guesses on the labeled controls (the first design);
+- ``served``: one threshold, every served item's guess when it was served and its answer;
+- ``by_pick``, ``by_pick_z1``, ``by_pick_z1.64``: the served items' answers, each way of
+  picking on its own, at z = 0, 1 and 1.64;
+- ``answers_and_evaluation`` (Sift's): the picked items' answers at z = 1.64 / the version's
+  guesses on the labeled controls at z = 1.64.
 
-Each threshold is then applied to the next batch the queue serves, whose true labels say
-whether the shown guesses were right. The table gives, per dataset and source, the share of
-served items shown a guess, how often a shown guess was right (pooled over rounds and seeds)
-and the worst seed's share.
+Rows ``policy:picked`` and ``policy:controls`` split the served items by how they were picked.
+The table gives the share of served items shown a guess, how often a shown guess was right
+(pooled over rounds and seeds) and the worst seed's share.
 
     .venv/bin/python bench/suggestions_check.py --seeds 0 1 2
 
@@ -40,7 +43,14 @@ from bench.harness import REPO_ROOT
 from labeling.parsers import Columns
 
 SHARED = REPO_ROOT.parent / "shared" / "datasets"
-POLICIES = ("controls", "served", "by_pick", "by_pick_z1", "by_pick_z1.64")
+POLICIES = (
+    "controls",
+    "served",
+    "by_pick",
+    "by_pick_z1",
+    "by_pick_z1.64",
+    "answers_and_evaluation",
+)
 SOURCES = tuple(f"{policy}{kind}" for policy in POLICIES for kind in ("", ":picked", ":controls"))
 
 
@@ -107,9 +117,8 @@ def main() -> int:
                 total.shown += tally.shown
                 total.right += tally.right
                 share = tally.right / tally.shown if tally.shown else float("nan")
-                worst[source] = (
-                    min(worst.get(source, 1.0), share) if tally.shown else worst.get(source, 1.0)
-                )
+                if tally.shown:
+                    worst[source] = min(worst.get(source, 1.0), share)
                 print(
                     f"{name} seed {seed} {source}: shown {tally.shown}/{tally.served}, "
                     f"right {share:.3f}"
@@ -117,14 +126,14 @@ def main() -> int:
         for source in SOURCES:
             total = totals[source]
             right = total.right / total.shown if total.shown else float("nan")
-            rows.append((name, source, total.shown / total.served, right, worst[source]))
+            rows.append((name, source, total.shown / total.served, right, worst.get(source)))
     print(f"\n{time.perf_counter() - started:.0f} s")
-    print(
-        "| dataset | measured on | served items shown a guess | shown guesses right | worst seed |"
-    )
+    print("| dataset | policy | served items shown a guess | shown guesses right | worst seed |")
     print("|---|---|---|---|---|")
     for name, source, shown, right, low in rows:
-        print(f"| {name} | {source} | {shown:.1%} | {right:.1%} | {low:.1%} |")
+        figures = [f"{shown:.1%}", "-" if np.isnan(right) else f"{right:.1%}"]
+        figures.append("-" if low is None else f"{low:.1%}")
+        print(f"| {name} | {source} | {' | '.join(figures)} |")
     return 0
 
 
@@ -159,15 +168,19 @@ def replay(
     while len(chosen) + len(controls) < args.budget:
         labeled = np.array(chosen)
         head = HeadClassifier(n_classes).fit(X[labeled], y[labeled])
-        control_threshold = None
+        control_threshold = evaluated_threshold = None
         if controls:
             # The labeled controls, predicted by this model (as each version measures them).
             probabilities = head.predict_proba(X[np.array(controls)])
-            control_threshold = confidence_for_precision(
-                probabilities.max(axis=1),
-                probabilities.argmax(axis=1) == y[np.array(controls)],
-                target=args.target,
-                min_items=10,
+            control_threshold, evaluated_threshold = (
+                confidence_for_precision(
+                    probabilities.max(axis=1),
+                    probabilities.argmax(axis=1) == y[np.array(controls)],
+                    target=args.target,
+                    min_items=10,
+                    z=z,
+                )
+                for z in (0.0, 1.64)
             )
         # Per policy: the threshold for (model-picked, control) items.
         policies = {
@@ -176,6 +189,7 @@ def replay(
             "by_pick": (threshold((False,)), threshold((True,))),
             "by_pick_z1": (threshold((False,), 1.0), threshold((True,), 1.0)),
             "by_pick_z1.64": (threshold((False,), 1.64), threshold((True,), 1.64)),
+            "answers_and_evaluation": (threshold((False,), 1.64), evaluated_threshold),
         }
         taken = np.zeros(len(y), dtype=bool)
         taken[chosen + controls] = True

@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from labeling.models import Annotation, Item, Label, Lease, Project, QueueEntry
+from modeling.models import latest_predictions
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -80,14 +81,14 @@ def lease_next(project: Project, annotator: User) -> Lease | None:
                 # Re-check with a fresh statement now that the row is locked: a lease committed
                 # after this transaction's query started is only visible from here.
                 if _is_available(item, project, annotator, now):
-                    entry: QueueEntry | None = getattr(item, "queue_entry", None)
+                    guess = model_guess(project, item)
                     lease = Lease(
                         item=item,
                         annotator=annotator,
                         project=project,
                         expires_at=now + project.lease_duration(),
-                        suggested_labels=entry.suggested_labels if entry else [],
-                        suggestion_confidence=entry.confidence if entry else None,
+                        suggested_labels=guess[0] if guess else [],
+                        suggestion_confidence=guess[1] if guess else None,
                     )
                     # One upsert: an expired lease of this annotator on this item is renewed.
                     Lease.objects.bulk_create(
@@ -195,7 +196,7 @@ def suggestion_to_show(project: Project, item: Item) -> Suggestion | None:
     projects show every suggestion)."""
     if not project.show_suggestions:
         return None
-    guess = suggestion_for(item)
+    guess = suggestion_for(item, project)
     if guess is None:
         return None
     labels, confidence = guess
@@ -231,13 +232,33 @@ def suggestion_threshold(project: Project, *, control: bool) -> float:
     return float(threshold) if threshold is not None else 2.0
 
 
-def suggestion_for(item: Item) -> tuple[list[Label], float] | None:
-    """The model's guess for an item and its confidence, if the current queue holds one."""
+def suggestion_for(item: Item, project: Project | None = None) -> tuple[list[Label], float] | None:
+    """The model's guess for an item and its confidence: from the current queue, or else the
+    newest version's prediction of every item."""
+    guess = model_guess(project or item.project, item)
+    if guess is None:
+        return None
+    label_ids, confidence = guess
+    return list(Label.objects.filter(pk__in=label_ids)), confidence
+
+
+def model_guess(project: Project, item: Item) -> tuple[list[int], float] | None:
+    """The suggested label ids and confidence for an item, if a model has a guess for it.
+
+    The ranked queue's entry comes first (it is read with the item); an item outside it (a
+    random control, an item past the ranked top) takes the newest version's stored
+    prediction, so annotators get a suggestion there too.
+    """
     entry: QueueEntry | None
     if Item.queue_entry.is_cached(item):  # the queue read it (or its absence) with the item
         entry = getattr(item, "queue_entry", None)
     else:
         entry = QueueEntry.objects.filter(item=item).first()
-    if entry is None or entry.confidence is None or not entry.suggested_labels:
+    if entry is not None and entry.confidence is not None and entry.suggested_labels:
+        return list(entry.suggested_labels), entry.confidence
+    predictions = latest_predictions(project)
+    rows = predictions.rows_of([item.pk]) if predictions is not None else {}
+    if predictions is None or item.pk not in rows:
         return None
-    return list(Label.objects.filter(pk__in=entry.suggested_labels)), entry.confidence
+    predicted = predictions.prediction(rows[item.pk], uncertainty=0.0)
+    return (predicted.label_ids, predicted.confidence) if predicted.label_ids else None

@@ -34,7 +34,7 @@ class Evaluation(TypedDict, total=False):
     micro_f1: float  # multi-label only
     per_class: dict[str, PerClass]
     confusion: Confusion  # single-label only
-    # Versions before suggestions were measured on answers: the controls' threshold.
+    # Single-label: the confidence from which random controls are shown suggestions.
     suggest_above: float | None
 
 

@@ -22,7 +22,7 @@ from labeling.models import Annotation, Item, Project, QueueEntry, Role
 from labeling.services import resolve_labels, submit_answer
 from modeling.models import ModelVersion
 from modeling.services.version_metrics import suggestion_thresholds
-from tests.conftest import client_for, make_topics_project, serve
+from tests.conftest import client_for, make_topics_project, serve, store_predictions_of
 
 
 @pytest.fixture
@@ -163,31 +163,43 @@ def test_bobs_answers_record_what_was_suggested_and_whether_he_saw_it(
     assert (unsure.suggestion_confidence, unsure.suggestion_shown) == (0.6, False)
 
 
-def test_a_retrain_measures_each_threshold_on_the_answers_to_items_picked_that_way(
+def test_a_retrain_measures_the_picked_items_threshold_on_their_answers(
     alice: User, bob: User
 ) -> None:
     project = make_topics_project(alice, (bob, Role.ANNOTATOR), per_topic=40)
-    sports, finance = project.labels.get(name="sports"), project.labels.get(name="finance")
+    sports = project.labels.get(name="sports")
     items = list(project.items.order_by("id"))
-    picked, controls = items[:40], items[40:]
+    picked, controls = items[:40], items[40:60]
     Item.objects.filter(pk__in=[item.pk for item in controls]).update(is_random_control=True)
     # On the items the model picked, its suggestion (sports, 50-90% sure) was right half the
-    # time whatever its confidence; on the random controls, right from 70% on.
+    # time whatever its confidence; on the random controls, always.
     for n, item in enumerate(picked):
-        confidence = 0.5 + 0.4 * n / 39
-        answer_with_suggestion(project, bob, item, sports.pk, confidence, n % 2 == 0)
-    for n, item in enumerate(controls):
-        confidence = 0.5 + 0.4 * n / 39
-        answer_with_suggestion(project, bob, item, sports.pk, confidence, confidence >= 0.7)
+        answer_with_suggestion(project, bob, item, sports.pk, 0.5 + 0.4 * n / 39, n % 2 == 0)
+    for item in controls:
+        answer_with_suggestion(project, bob, item, sports.pk, 0.95, True)
 
-    measured_now = suggestion_thresholds(project)
+    # The version's own guesses on the labeled controls were right from 70% on.
+    measured_now = suggestion_thresholds(project, {"n": 20, "suggest_above": 0.7})
 
     assert measured_now["picked"]["threshold"] is None  # never usually right: never shown
     assert measured_now["picked"]["answers"] == 40
-    control_threshold = measured_now["controls"]["threshold"]
-    assert control_threshold is not None
-    assert 0.65 <= control_threshold <= 0.75
-    assert finance.pk not in {a.suggested_labels[0] for a in Annotation.objects.all()}
+    assert measured_now["controls"]["threshold"] == 0.7
+    assert measured_now["controls"]["answers"] == 20
+
+
+def test_where_picked_items_are_usually_right_from_some_confidence_they_are_shown_from_there(
+    alice: User, bob: User
+) -> None:
+    project = make_topics_project(alice, (bob, Role.ANNOTATOR), per_topic=40)
+    sports = project.labels.get(name="sports")
+    for n, item in enumerate(project.items.order_by("id")[:80]):
+        confidence = 0.5 + 0.4 * n / 79
+        answer_with_suggestion(project, bob, item, sports.pk, confidence, confidence >= 0.7)
+
+    threshold = suggestion_thresholds(project, {"n": 0})["picked"]["threshold"]
+
+    assert threshold is not None
+    assert 0.65 <= threshold <= 0.75
 
 
 def answer_with_suggestion(
@@ -214,3 +226,30 @@ def test_alice_reads_on_the_project_page_where_suggestions_are_shown(
 
     assert "Items the model picked: not shown yet" in page
     assert "Random controls: shown from 85% sure" in page
+
+
+def test_an_item_outside_the_ranked_queue_takes_the_newest_prediction_of_every_item(
+    topics: Project, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A random control the queue never ranked: the newest version predicted it finance.
+    outside = topics.items.order_by("id")[5]
+    version = store_predictions_of(topics, 2, {outside: ("finance", 0.95)})
+    version.metrics = {
+        "suggestions": {
+            kind: {"threshold": 0.9, "answers": 30, "shown": 0, "shown_right": None}
+            for kind in ("picked", "controls")
+        }
+    }
+    version.save()
+    monkeypatch.setattr(queue, "_draw", lambda: 0.0)
+    topics.random_control_share = 1.0
+    topics.save()
+    Item.objects.exclude(pk=outside.pk).update(random_key=2.0)
+
+    page = label_page(bob, topics)
+    answer_shown(bob, topics, page)
+
+    assert "Model suggests <strong>finance</strong> · 95% sure" in page
+    answered = Annotation.objects.get(annotator=bob)
+    finance = topics.labels.get(name="finance")
+    assert (answered.suggested_labels, answered.suggestion_shown) == ([finance.pk], True)

@@ -91,7 +91,7 @@ def _refresh(project: Project) -> ModelVersion | None:
     )
     metrics["stop_set"] = version_metrics.stop_set(project, classifier, ids, vectors)
     if not project.multi_label:
-        metrics["suggestions"] = version_metrics.suggestion_thresholds(project)
+        metrics["suggestions"] = version_metrics.suggestion_thresholds(project, evaluation)
 
     set_phase(project, Phase.SCORING)
     started = time.perf_counter()

@@ -45,11 +45,12 @@ from modeling.services.training_data import TrainingSet, rows_of
 
 # Below this many labeled random-control items a version gets no evaluation, only the count.
 MIN_EVALUATION_LABELS = 10
-# Annotators see the model's suggestion from the confidence at which the suggestions they
-# answered, on items picked the same way (by the model, or at random as controls), were right
-# at least 4 times in 5 at the lower end of a one-sided 95% interval, over 10 answers or more.
-# On the four shared datasets (bench/suggestions_check.py, README) this keeps shown suggestions
-# right 78-94% of the time, where one threshold measured on the controls gave 49-94%.
+# Annotators see the model's suggestion from the confidence at which suggestions on items
+# picked the same way were right at least 4 times in 5, at the lower end of a one-sided 95%
+# interval: for items the model picked, the suggestions annotators answered (10 at least);
+# for random controls, the version's guesses on the labeled controls. On the four shared
+# datasets (bench/suggestions_check.py, README) shown suggestions were right 87-94% of the
+# time (3 seeds, and 3 fresh ones), where one threshold from the controls gave 49-95%.
 SUGGESTIONS_RIGHT = 0.8
 SUGGESTIONS_Z = 1.64
 MIN_SUGGESTION_ANSWERS = 10
@@ -133,12 +134,25 @@ def evaluation(
             "labels": [label.name for label in labels],
             "matrix": report.confusion.tolist(),
         },
+        # From which confidence random controls are shown this model's suggestion.
+        "suggest_above": confidence_for_precision(
+            probabilities.max(axis=1),
+            y_pred == y_true,
+            target=SUGGESTIONS_RIGHT,
+            min_items=MIN_EVALUATION_LABELS,
+            z=SUGGESTIONS_Z,
+        ),
     }
 
 
-def suggestion_thresholds(project: Project) -> Suggestions:
+def suggestion_thresholds(project: Project, evaluation: Evaluation) -> Suggestions:
     """Per way of picking items, the confidence from which annotators are shown suggestions,
-    measured on the suggestions they answered, and how often the shown ones were right."""
+    and how often the shown ones were right in the answers so far.
+
+    For items the model picked, the threshold is measured on the suggestions annotators
+    answered on such items; for random controls, on this version's own guesses for the
+    labeled controls (the evaluation), which are the same kind of item.
+    """
     answered: dict[bool, list[tuple[float, bool, bool]]] = {False: [], True: []}
     rows = Annotation.objects.filter(
         item__project=project, skipped=False, suggestion_confidence__isnull=False
@@ -151,24 +165,29 @@ def suggestion_thresholds(project: Project) -> Suggestions:
     )
     for confidence, suggested, label, control, shown in rows:
         answered[control].append((float(confidence or 0), suggested == [label], shown))
+    picked = answered[False]
     return {
-        "picked": _suggestion_figures(answered[False]),
-        "controls": _suggestion_figures(answered[True]),
+        "picked": _suggestion_figures(
+            picked,
+            confidence_for_precision(
+                np.array([c for c, _, _ in picked], dtype=np.float64),
+                np.array([r for _, r, _ in picked], dtype=bool),
+                target=SUGGESTIONS_RIGHT,
+                min_items=MIN_SUGGESTION_ANSWERS,
+                z=SUGGESTIONS_Z,
+            ),
+        ),
+        "controls": _suggestion_figures(answered[True], evaluation.get("suggest_above")),
     }
 
 
-def _suggestion_figures(answers: list[tuple[float, bool, bool]]) -> SuggestionFigures:
-    confidence = np.array([c for c, _, _ in answers], dtype=np.float64)
+def _suggestion_figures(
+    answers: list[tuple[float, bool, bool]], threshold: float | None
+) -> SuggestionFigures:
     right = np.array([r for _, r, _ in answers], dtype=bool)
     shown = np.array([s for _, _, s in answers], dtype=bool)
     return {
-        "threshold": confidence_for_precision(
-            confidence,
-            right,
-            target=SUGGESTIONS_RIGHT,
-            min_items=MIN_SUGGESTION_ANSWERS,
-            z=SUGGESTIONS_Z,
-        ),
+        "threshold": threshold,
         "answers": len(answers),
         "shown": int(shown.sum()),
         "shown_right": float(right[shown].mean()) if shown.any() else None,
