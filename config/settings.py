@@ -177,6 +177,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 SIFT_MAX_UPLOAD_BYTES = env_int("SIFT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimum=1)
 SIFT_MAX_TEXT_CHARS = env_int("SIFT_MAX_TEXT_CHARS", 20_000, minimum=1)
+# Import files larger than this are read by a worker, the page showing its progress.
+SIFT_IMPORT_INLINE_BYTES = env_int("SIFT_IMPORT_INLINE_BYTES", 2 * 1024 * 1024, minimum=0)
 SIFT_LEASE_SECONDS = env_int("SIFT_LEASE_SECONDS", 600, minimum=10)
 # Exports of more items than this run as a background job that produces a file.
 SIFT_EXPORT_SYNC_LIMIT = env_int("SIFT_EXPORT_SYNC_LIMIT", 200_000, minimum=0)

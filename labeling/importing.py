@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from labeling.models import (
     Annotation,
+    ImportJob,
     Item,
     Label,
     Project,
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 BATCH_SIZE = 2000
 MAX_REPORTED_REJECTIONS = 200
+# Reasons an import's record keeps (a text's length makes a reason of its own, so there may
+# be thousands).
+MAX_KEPT_REASONS = 20
 
 
 class ImportFailed(Exception):
@@ -58,6 +62,27 @@ class ImportReport:
         if len(self.rejections) < MAX_REPORTED_REJECTIONS:
             self.rejections.append(Rejected(line, reason))
 
+    def details_json(self) -> dict[str, Any]:
+        """The first rejections and the most common reasons, as kept in `ImportJob.report`."""
+        return {
+            "rejections": [[r.line, r.reason] for r in self.rejections],
+            "reasons": [[reason, n] for reason, n in self.reasons.most_common(MAX_KEPT_REASONS)],
+        }
+
+    @classmethod
+    def of_job(cls, job: ImportJob) -> ImportReport:
+        """The report of a finished import, rebuilt from its record."""
+        details = job.report or {}
+        rejections = details.get("rejections", [])
+        return cls(
+            imported=job.imported,
+            labeled=job.labeled,
+            duplicates=job.duplicates,
+            rejected=job.rejected,
+            rejections=[Rejected(int(line), str(why)) for line, why in rejections],
+            reasons=Counter({str(why): int(n) for why, n in details.get("reasons", [])}),
+        )
+
 
 @dataclass(frozen=True)
 class LabelRules:
@@ -74,12 +99,50 @@ class LabelRules:
     ignore: bool = False
 
 
+@dataclass(frozen=True)
+class ImportOptions:
+    """How a file is read: its columns and label rules, as kept in `ImportJob.options`."""
+
+    columns: Columns = field(default_factory=Columns)
+    rules: LabelRules = field(default_factory=LabelRules)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text_columns": list(self.columns.text),
+            "label_column": self.columns.label,
+            "id_column": self.columns.external_id,
+            "has_header": self.columns.has_header,
+            "label_values": dict(self.rules.values),
+            "labels_by_position": self.rules.by_position,
+            "ignore_labels": self.rules.ignore,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ImportOptions:
+        return cls(
+            Columns(
+                text=[str(name) for name in data.get("text_columns") or []],
+                label=data.get("label_column"),
+                external_id=data.get("id_column"),
+                has_header=bool(data.get("has_header", True)),
+            ),
+            LabelRules(
+                values={str(k): str(v) for k, v in (data.get("label_values") or {}).items()},
+                by_position=bool(data.get("labels_by_position")),
+                ignore=bool(data.get("ignore_labels")),
+            ),
+        )
+
+
 def import_items(
     project: Project,
     stream: Iterable[bytes],
     fmt: str,
     columns: Columns,
     rules: LabelRules | None = None,
+    *,
+    job: ImportJob | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import every valid record of the file into the project.
 
@@ -90,8 +153,12 @@ def import_items(
 
     Imports into one project run one at a time: two at once, sharing texts, would each find
     the other's rows missing and then collide on them (or deadlock) when inserting.
+
+    The items created belong to `job`'s batch; `progress` hears the bytes read so far, once
+    a batch.
     """
     report = ImportReport()
+    counted = _CountedStream(stream)
     ordered = list(project.labels.order_by("position"))
     labels = {label.name: label for label in ordered}
     matcher = _LabelMatcher(ordered, rules or LabelRules())
@@ -100,14 +167,29 @@ def import_items(
         with transaction.atomic():
             # Waits here while another import into the project runs, until it commits.
             Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
-            valid = _validated(read_rows(stream, fmt, columns), project, matcher, report)
+            valid = _validated(read_rows(counted, fmt, columns), project, matcher, report)
             for batch in _batches(valid, BATCH_SIZE):
-                _store_batch(project, batch, labels, importer, report)
+                _store_batch(project, batch, labels, importer, report, job)
+                if progress is not None:
+                    progress(counted.bytes_read)
             if not (report.imported or report.duplicates or report.rejected):
                 raise ParseError("The file has no items: it is empty, or has only a header row.")
     except ParseError as exc:
         raise ImportFailed(f"{exc} Nothing was imported.") from exc
     return report
+
+
+class _CountedStream:
+    """The file's lines, counting the bytes read."""
+
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            self.bytes_read += len(chunk)
+            yield chunk
 
 
 class _LabelMatcher:
@@ -179,12 +261,14 @@ def _store_batch(
     labels: dict[str, Label],
     importer: User,
     report: ImportReport,
+    job: ImportJob | None,
 ) -> None:
     fresh = _first_of_each_text(batch, report)
+    job_id = job.pk if job is not None else None
     if connection.vendor == "postgresql":
-        imported, labeled = _copy_new_items(project, fresh, labels, importer)
+        imported, labeled = _copy_new_items(project, fresh, labels, importer, job_id)
     else:
-        imported, labeled = _create_new_items(project, fresh, labels, importer)
+        imported, labeled = _create_new_items(project, fresh, labels, importer, job_id)
     report.imported += imported
     report.duplicates += len(fresh) - imported
     report.labeled += labeled
@@ -211,7 +295,11 @@ _STAGING = "sift_import_rows"
 
 
 def _copy_new_items(
-    project: Project, fresh: dict[str, Row], labels: dict[str, Label], importer: User
+    project: Project,
+    fresh: dict[str, Row],
+    labels: dict[str, Label],
+    importer: User,
+    job_id: int | None,
 ) -> tuple[int, int]:
     """PostgreSQL: COPY the rows into a temporary table, then one statement inserts the new
     items, their answers and the answers' labels; (items inserted, of them labeled)."""
@@ -240,16 +328,20 @@ def _copy_new_items(
             f"""
             WITH items AS (
                 INSERT INTO {item} (project_id, text, external_id, metadata, content_hash,
-                    answer_count, random_key, is_random_control, excluded, created_at)
+                    answer_count, random_key, is_random_control, excluded, created_at,
+                    import_job_id)
                 SELECT %(project)s, text, external_id, metadata, content_hash,
-                    least(cardinality(label_ids), 1), random(), false, false, %(now)s
+                    least(cardinality(label_ids), 1), random(), false, false, %(now)s,
+                    %(job)s::bigint
                 FROM {_STAGING} ORDER BY line
                 ON CONFLICT (project_id, content_hash) DO NOTHING
                 RETURNING id, content_hash
             ), answers AS (
                 INSERT INTO {annotation} (item_id, annotator_id, skipped, seconds_spent,
-                    client_id, created_at, updated_at)
-                SELECT items.id, %(importer)s, false, 0, gen_random_uuid(), %(now)s, %(now)s
+                    client_id, suggested_labels, suggestion_confidence, suggestion_shown,
+                    created_at, updated_at)
+                SELECT items.id, %(importer)s, false, 0, gen_random_uuid(), '[]'::jsonb, NULL,
+                    false, %(now)s, %(now)s
                 FROM items JOIN {_STAGING} staged USING (content_hash)
                 WHERE cardinality(staged.label_ids) > 0
                 RETURNING id, item_id
@@ -262,7 +354,12 @@ def _copy_new_items(
             )
             SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM answers)
             """,
-            {"project": project.pk, "importer": importer.pk, "now": timezone.now()},
+            {
+                "project": project.pk,
+                "importer": importer.pk,
+                "now": timezone.now(),
+                "job": job_id,
+            },
         )
         imported, labeled = cursor.fetchone()
         cursor.execute(f"TRUNCATE {_STAGING}")
@@ -275,7 +372,11 @@ def _array_of(ids: Iterable[int]) -> str:
 
 
 def _create_new_items(
-    project: Project, fresh: dict[str, Row], labels: dict[str, Label], importer: User
+    project: Project,
+    fresh: dict[str, Row],
+    labels: dict[str, Label],
+    importer: User,
+    job_id: int | None,
 ) -> tuple[int, int]:
     """Other databases: the ORM's bulk inserts; (items inserted, of them labeled)."""
     seen = set(
@@ -293,6 +394,7 @@ def _create_new_items(
                 metadata=row.metadata,
                 content_hash=digest,
                 answer_count=1 if row.labels else 0,
+                import_job_id=job_id,
             ),
         )
         for digest, row in fresh.items()

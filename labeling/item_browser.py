@@ -35,6 +35,7 @@ from labeling.models import (
     QueueEntry,
 )
 from labeling.people import likely_label_errors
+from labeling.review_requests import end_review_requests
 from labeling.validation import contains_nul, parse_flag, parse_whole_number
 from modeling.interface import nearest_rows
 from modeling.models import embedding_matrix, latest_predictions, prediction_history
@@ -55,6 +56,7 @@ STATES = {
     "ruled": "Ruled by a lead or reviewer",
     "random_control": "Random control (evaluation set)",
     "excluded": "Excluded from labeling",
+    "sent_to_review": "Sent to review (waiting for a ruling)",
 }
 SORTS = {
     "newest": "Newest first",
@@ -97,6 +99,8 @@ class ItemQuery:
     # Search by meaning: items closest to this item, or to this phrase.
     like: int | None = None
     meaning: str = ""
+    # Items one import created (its ImportJob's id).
+    batch: int | None = None
 
     @classmethod
     def from_params(cls, project: Project, params: Mapping[str, str]) -> ItemQuery:
@@ -130,8 +134,24 @@ class ItemQuery:
         if len(meaning) > MAX_QUERY_CHARS or contains_nul(meaning):
             raise ValidationError({"meaning": f"Search for at most {MAX_QUERY_CHARS} characters."})
         suspect = parse_flag(params.get("suspect"), "suspect")
+        batch_raw = params.get("batch") or ""
+        batch = parse_whole_number(batch_raw, "batch", 1, 2**63 - 1) if batch_raw else None
+        if batch is not None and not project.import_jobs.filter(pk=batch).exists():
+            raise ValidationError({"batch": f"No import {batch} in this project."})
         return cls(
-            q, state, label, annotator, sort, after, predicted, low, high, suspect, like, meaning
+            q,
+            state,
+            label,
+            annotator,
+            sort,
+            after,
+            predicted,
+            low,
+            high,
+            suspect,
+            like,
+            meaning,
+            batch,
         )
 
     def as_params(self, **changes: object) -> dict[str, str]:
@@ -150,11 +170,19 @@ class ItemQuery:
             "suspect": "1" if changed.suspect else "",
             "like": _text(changed.like),
             "meaning": changed.meaning,
+            "batch": _text(changed.batch),
         }
         return {name: value for name, value in raw.items() if value}
 
     def is_filtered(self) -> bool:
-        return bool(self.q or self.state or self.label or self.annotator or self.asks_the_model())
+        return bool(
+            self.q
+            or self.state
+            or self.label
+            or self.annotator
+            or self.batch is not None
+            or self.asks_the_model()
+        )
 
     def by_meaning(self) -> bool:
         return self.like is not None or bool(self.meaning)
@@ -212,6 +240,8 @@ def _candidates(project: Project, query: ItemQuery) -> QuerySet[Item]:
         items = items.filter(is_random_control=True)
     elif query.state == "excluded":
         items = items.filter(excluded=True)
+    elif query.state == "sent_to_review":
+        items = items.filter(review_request__isnull=False)
     elif query.state == "disputed":
         given = Count("annotations__labels", filter=Q(annotations__skipped=False), distinct=True)
         disputed = (
@@ -223,6 +253,8 @@ def _candidates(project: Project, query: ItemQuery) -> QuerySet[Item]:
         items = items.filter(pk__in=disputed).filter(~Exists(ruled))
     if query.annotator:
         items = items.filter(Exists(answers.filter(annotator__username=query.annotator)))
+    if query.batch is not None:
+        items = items.filter(import_job_id=query.batch)
     if query.label:
         with_label = answers.filter(skipped=False, labels__name=query.label)
         items = items.filter(Exists(with_label) | Exists(ruled.filter(labels__name=query.label)))
@@ -247,7 +279,7 @@ def page_of(project: Project, query: ItemQuery, near: Vector | None = None) -> P
 
     `near` is the embedding of the phrase of a search by meaning (None: not there yet).
     """
-    items = _candidates(project, query).select_related("adjudication")
+    items = _candidates(project, query).select_related("adjudication", "review_request")
     if query.asks_the_model():
         order = model_order(project, query, near)
         page, cursor = _page_in_model_order(project, query, items, order)
@@ -469,7 +501,7 @@ def label_in_bulk(
     """Give every item the label as the lead's ruling (their answers stay as they are).
 
     Training, evaluation and exports follow a ruling; each ruling records who made it, when,
-    and the note, which says it was a bulk action.
+    and the note, which says it was a bulk action. A ruling ends the item's review request.
     """
     if label.project_id != project.pk:
         raise ValidationError("A label of another project was given.")
@@ -498,6 +530,7 @@ def label_in_bulk(
         )
         # A ruled item leaves the ranked queue: nobody needs to be asked about it first.
         QueueEntry.objects.filter(item_id__in=ids).delete()
+        end_review_requests(ids)
     return BulkResult(len(ids), label.name)
 
 

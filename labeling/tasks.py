@@ -11,6 +11,7 @@ from typing import Any
 from celery import shared_task
 
 from labeling.exports.jobs import run_export_job
+from labeling.import_jobs import run_import_job
 from labeling.webhook_delivery import DeliveryFailed, deliver
 
 
@@ -18,6 +19,12 @@ from labeling.webhook_delivery import DeliveryFailed, deliver
 def run_export(job_id: int) -> None:
     """Write an export job's file; a finished job is left alone, any other starts afresh."""
     run_export_job(job_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def run_import(job_id: int) -> None:
+    """Import a big upload's kept file; a done or failed job is left alone."""
+    run_import_job(job_id)
 
 
 @shared_task(

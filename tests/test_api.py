@@ -32,7 +32,16 @@ from kombu.exceptions import OperationalError as BrokerError
 from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from config.celery import app as celery_app
-from labeling.models import Annotation, ApiToken, ExportJob, Item, Project, Role, Webhook
+from labeling.models import (
+    Annotation,
+    ApiToken,
+    ExportJob,
+    ImportJob,
+    Item,
+    Project,
+    Role,
+    Webhook,
+)
 from labeling.services import resolve_labels, submit_answer
 from labeling.tasks import deliver_webhook
 from labeling.webhook_delivery import DeliveryFailed, deliver
@@ -124,6 +133,9 @@ ITEM = lambda w: w.url("item-detail", pk=w.project.items.first().pk)  # noqa: E7
 ANSWER = lambda w: w.url("annotation-detail", pk=w.bob_answer.pk)  # noqa: E731
 WEBHOOK = lambda w: w.url("webhook-detail", pk=w.fresh_webhook().pk)  # noqa: E731
 EXPORT_JOB = lambda w: reverse("export-job-detail", args=[w.export_job.pk])  # noqa: E731
+IMPORT_JOB = lambda w: reverse(  # noqa: E731
+    "import-job-detail", args=[ImportJob.objects.create(project=w.project, file_name="a.csv").pk]
+)
 FINETUNE = lambda w: FineTuneRun.objects.create(project=w.project, task_id=w.unique("t"))  # noqa: E731
 
 # Every /api/v1/ operation: its URL, a valid body, and the status each persona gets.
@@ -190,6 +202,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("webhook-detail", "DELETE"): Row(WEBHOOK, leads(204)),
     ("project-export", "GET"): Row(lambda w: w.url("project-export"), leads(200)),
     ("export-job-detail", "GET"): Row(EXPORT_JOB, leads(200)),
+    ("import-job-detail", "GET"): Row(IMPORT_JOB, leads(200)),
     ("export-job-download", "GET"): Row(
         lambda w: reverse("export-job-download", args=[w.export_job.pk]), leads(200)
     ),
@@ -357,12 +370,14 @@ def test_a_lead_imports_items_as_a_json_list_and_as_jsonl(project: Project, alic
     streamed = client.post(url, jsonl, content_type="application/x-ndjson")
 
     assert listed.status_code == 201
+    batch = ImportJob.objects.get(project=project, items__external_id="t-2")
     assert listed.json() == {
         "imported": 2,
         "labeled": 1,
         "duplicates": 0,
         "rejected": 0,
         "rejections": [],
+        "job": batch.pk,
     }
     assert streamed.status_code == 201
     report = streamed.json()

@@ -21,7 +21,7 @@ from schemathesis import Case, SerializationContext
 from schemathesis.config import SchemathesisConfig
 
 from config.wsgi import application
-from labeling.models import ApiToken, ExportJob, Project, Role, Webhook
+from labeling.models import ApiToken, ExportJob, ImportJob, Project, Role, Webhook
 from labeling.services import resolve_labels, submit_answer
 from modeling.models import FineTuneRun
 from tests.conftest import make_project, serve
@@ -74,6 +74,7 @@ def lead(transactional_db: None, settings: Settings, tmp_path: object) -> Lead:
         "annotations": answer.pk,
         "webhooks": webhook.pk,
         "exports": job.pk,
+        "imports": ImportJob.objects.create(project=project, requested_by=alice).pk,
         "finetunes": FineTuneRun.objects.create(project=project, task_id="fuzzed").pk,
     }
     return Lead(key=key, project=project, ids=ids)
@@ -84,7 +85,7 @@ def aim_at_real_objects(case: Case, lead: Lead) -> None:
     if "project_pk" in parameters:
         parameters["project_pk"] = lead.project.pk
     if "job_pk" in parameters:
-        parameters["job_pk"] = lead.ids["exports"]
+        parameters["job_pk"] = lead.ids["imports" if "/imports/" in case.path else "exports"]
     if "id" in parameters:
         segments = case.path.strip("/").split("/")
         collection = segments[segments.index("{id}") - 1]  # .../finetunes/{id}/cancel/ too

@@ -45,7 +45,7 @@ def test_alice_searches_labels_the_result_in_bulk_and_relabels_one_item(
     expect(rows).to_have_count(12)
     expect(page).to_have_url(
         f"{live_server.url}/projects/{topics.pk}/items/?q=shares&state=&label=&annotator="
-        "&sort=newest&predicted=&min_confidence=&max_confidence=&meaning="
+        "&batch=&sort=newest&predicted=&min_confidence=&max_confidence=&meaning="
     )
     page.get_by_label("Give the label").select_option("finance")
     page.get_by_label("to every item that matches these filters").check()

@@ -164,6 +164,7 @@ def test_the_bulk_insert_names_every_column_of_items_and_answers() -> None:
             "is_random_control",
             "excluded",
             "created_at",
+            "import_job_id",
         },
         "Annotation": {
             "id",
@@ -172,6 +173,9 @@ def test_the_bulk_insert_names_every_column_of_items_and_answers() -> None:
             "skipped",
             "seconds_spent",
             "client_id",
+            "suggested_labels",
+            "suggestion_confidence",
+            "suggestion_shown",
             "created_at",
             "updated_at",
         },

@@ -9,12 +9,16 @@ import io
 import json
 
 from django.contrib.auth.models import User
+from django.test import override_settings
 from django.urls import reverse
 
 from labeling.models import Annotation, Item, Project
 from tests.conftest import client_for, token_client
 
 TEN_MB = "x" * (10 * 1024 * 1024)
+# Files this big are read in the request, so its answer has the report (tests/test_import_jobs.py
+# tells the background imports).
+inline_imports = override_settings(SIFT_IMPORT_INLINE_BYTES=64 * 1024 * 1024)
 
 
 def test_a_ten_megabyte_item_through_the_api_is_refused_with_the_limit(
@@ -48,6 +52,7 @@ def test_a_ten_megabyte_answer_is_refused_and_nothing_is_stored(
     assert not Annotation.objects.filter(annotator=bob).exists()
 
 
+@inline_imports
 def test_a_ten_megabyte_text_in_a_jsonl_import_is_rejected_with_its_line(
     project: Project, alice: User
 ) -> None:
@@ -67,6 +72,7 @@ def test_a_ten_megabyte_text_in_a_jsonl_import_is_rejected_with_its_line(
     assert not Item.objects.filter(project=project, text__startswith="xxxx").exists()
 
 
+@inline_imports
 def test_a_ten_megabyte_field_in_an_uploaded_csv_is_rejected_with_its_line(
     project: Project, alice: User
 ) -> None:

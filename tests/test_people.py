@@ -223,7 +223,7 @@ def test_lead_sees_people_agreement_and_the_chart(
 ) -> None:
     client = client_for(alice)
     # Session, user and project, then one or two reads per section, however many people.
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(17):
         response = client.get(f"/projects/{overlapped.pk}/people/")
 
     assert response.status_code == 200

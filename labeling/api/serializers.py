@@ -200,6 +200,7 @@ class ImportReportSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     rejected = serializers.IntegerField()
     rejections = serializers.ListField(child=serializers.DictField())
+    job = serializers.IntegerField(help_text="The import's batch: GET /api/v1/imports/{job}/.")
 
 
 class QueueItemSerializer(serializers.Serializer):

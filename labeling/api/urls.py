@@ -8,11 +8,13 @@ from rest_framework.routers import SimpleRouter
 
 from labeling.api import exports, views
 from labeling.api.finetunes import FineTuneViewSet
+from labeling.api.imports import ImportJobViewSet
 from labeling.api.webhooks import WebhookViewSet
 
 router = SimpleRouter()
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("exports", exports.ExportJobViewSet, basename="export-job")
+router.register("imports", ImportJobViewSet, basename="import-job")
 
 nested = SimpleRouter()
 nested.register("labels", views.LabelViewSet, basename="label")

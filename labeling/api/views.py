@@ -22,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling.access import can_create_projects, project_for
+from labeling.api.imports import ImportJobSerializer
 from labeling.api.permissions import IsLead, IsMember, MembersReadLeadsWrite
 from labeling.api.serializers import (
     AnnotationSerializer,
@@ -33,9 +34,9 @@ from labeling.api.serializers import (
     QueueItemSerializer,
     TrainingStatusSerializer,
 )
-from labeling.importing import ImportFailed, ImportReport, import_items
+from labeling.import_jobs import import_now, runs_in_background, start_import_job
+from labeling.importing import ImportFailed, ImportOptions, ImportReport
 from labeling.models import Annotation, Item, Label, Project, Role
-from labeling.parsers import Columns
 from labeling.queue import lease_next, suggestion_to_show
 from labeling.services import ClientIdConflict, NotServed, resolve_labels, submit_answer
 from labeling.uploads import UploadTooLarge, check_upload_size, declared_length, whole_body
@@ -172,6 +173,7 @@ class ItemViewSet(
         },
         responses={
             201: ImportReportSerializer,
+            202: ImportJobSerializer,
             400: OpenApiResponse(description="Bad file, or a body cut short"),
             413: OpenApiResponse(description="Over the upload limit"),
         },
@@ -179,7 +181,10 @@ class ItemViewSet(
             "Add items: a JSON list of objects, or a JSONL body (one object per line, "
             "streamed), up to SIFT_MAX_UPLOAD_BYTES. Each object has `text` and optionally "
             "`label`/`labels`, `id` and other keys kept as metadata. All or nothing: a body "
-            "shorter than its Content-Length imports nothing."
+            "shorter than its Content-Length imports nothing. Each import is recorded as a "
+            "batch (`job`; the items page filters by it). A body over "
+            "SIFT_IMPORT_INLINE_BYTES is imported by a worker: the answer is 202 with the "
+            "job to poll (`GET /api/v1/imports/{job}/`)."
         ),
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -198,12 +203,24 @@ class ItemViewSet(
                 raise ValidationError("Send a JSON list of objects, or JSONL.")
             stream = io.BytesIO(b"\n".join(json.dumps(r).encode() for r in records))
         try:
-            report = import_items(self.project, stream, "jsonl", Columns())
+            if runs_in_background(declared):
+                job = start_import_job(
+                    self.project, request.user, stream, API_UPLOAD, "jsonl", ImportOptions()
+                )
+                data = ImportJobSerializer(job, context={"request": request}).data
+                return Response(
+                    data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]}
+                )
+            job, report = import_now(
+                self.project, request.user, stream, API_UPLOAD, "jsonl", ImportOptions()
+            )
         except ImportFailed as exc:
             raise ParseError(str(exc)) from exc
-        if report.imported:
-            request_retrain(self.project)
-        return Response(_report(report), status=status.HTTP_201_CREATED)
+        return Response({**_report(report), "job": job.pk}, status=status.HTTP_201_CREATED)
+
+
+# What an import sent to the API is called among the project's imports.
+API_UPLOAD = "API upload"
 
 
 def _report(report: ImportReport) -> dict[str, Any]:

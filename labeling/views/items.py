@@ -19,6 +19,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from labeling.access import LEADS, OVERSEERS, AuthedRequest, project_for
+from labeling.import_jobs import import_batches
 from labeling.item_browser import (
     SORTS,
     STATES,
@@ -34,6 +35,7 @@ from labeling.item_browser import (
     predictions_of,
 )
 from labeling.models import Annotation, Item, ItemDeletion, Project, Role
+from labeling.review_requests import send_to_review, withdraw_from_review
 from labeling.validation import parse_whole_number
 from modeling.scheduling import request_retrain
 
@@ -67,8 +69,32 @@ def item_detail(request: AuthedRequest, project_id: int, item_id: int) -> HttpRe
         "history": prediction_history_of(project, item),
         "labels": project.labels.all(),
         "back": request.GET.get("back", ""),
+        "review": getattr(item, "review_request", None),
+        "is_lead": project.role_of(request.user) == Role.LEAD,
     }
     return render(request, "labeling/item_detail.html", context)
+
+
+@login_required
+@require_POST
+def item_review(request: AuthedRequest, project_id: int, item_id: int) -> HttpResponse:
+    """From the item's page: send it to review with a note, or (withdraw=1) take it back."""
+    project = project_for(request.user, project_id, LEADS)
+    item = get_object_or_404(Item, pk=item_id, project=project)
+    just_this = project.items.filter(pk=item.pk)
+    if request.POST.get("withdraw") == "1":
+        withdraw_from_review(project, just_this)
+        messages.success(request, f"Item {item.pk} withdrawn from review.")
+    else:
+        try:
+            send_to_review(project, request.user, just_this, request.POST.get("note", ""))
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"Item {item.pk} is on the reviewers' list.")
+    back = request.POST.get("back", "")
+    url = reverse("item_detail", args=[project.pk, item.pk])
+    return redirect(f"{url}?{urlencode({'back': back})}" if back else url)
 
 
 @dataclass(frozen=True)
@@ -194,6 +220,42 @@ def bulk_delete(request: AuthedRequest, project_id: int) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def bulk_review(request: AuthedRequest, project_id: int) -> HttpResponse:
+    """Send items to the reviewers' list with a note, or (withdraw=1) take them off it: a
+    confirmation with the counts first."""
+    project = project_for(request.user, project_id, LEADS)
+    withdraw = request.POST.get("withdraw") == "1"
+    try:
+        selection = _selection(request, project)
+    except ValidationError as exc:
+        return _refused(request, project, exc)
+    if request.POST.get("confirm") != "1":
+        waiting = selection.items.filter(review_request__isnull=False).count()
+        new = selection.items.filter(review_request__isnull=True).count()
+        action = "withdraw" if withdraw else "review"
+        return _confirm(request, project, selection, action=action, waiting=waiting, new=new)
+    back = _list_url(project, selection.query)
+    if withdraw:
+        withdrawn = withdraw_from_review(project, selection.items)
+        messages.success(request, f"{withdrawn} item{pluralize(withdrawn)} withdrawn from review.")
+        return redirect(back)
+    try:
+        sent = send_to_review(project, request.user, selection.items, request.POST.get("note", ""))
+    except ValidationError as exc:
+        return _refused(request, project, exc, back)
+    if sent:
+        messages.success(
+            request,
+            f"{sent} item{pluralize(sent)} sent to review: reviewers find "
+            f"{'them' if sent != 1 else 'it'} on the people page until they rule.",
+        )
+    else:
+        messages.info(request, "They were all waiting for review already; nothing changed.")
+    return redirect(back)
+
+
+@login_required
 def deleted_items_file(request: AuthedRequest, project_id: int, deletion_id: int) -> FileResponse:
     """The file a bulk delete kept: the deleted items and their answers, as export JSONL."""
     project = project_for(request.user, project_id, LEADS)
@@ -232,6 +294,7 @@ def _render_list(
         "labels": project.labels.all(),
         "confidence_choices": CONFIDENCE_CHOICES,
         "annotators": sorted(project.memberships.values_list("user__username", flat=True)),
+        "batches": import_batches(project, query.batch),
         "is_lead": project.role_of(request.user) == Role.LEAD,
         "deletions": project.deletions.select_related("deleted_by")[:10],
         "errors": errors or [],

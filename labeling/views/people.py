@@ -24,6 +24,7 @@ from labeling.people import (
     throughput,
     throughput_chart,
 )
+from labeling.review_requests import requested_reviews
 from labeling.services import adjudicate
 
 
@@ -35,6 +36,7 @@ def people(request: AuthedRequest, project_id: int) -> HttpResponse:
         "project": project,
         "annotators": annotator_stats(project),
         "agreement": agreement(project),
+        "review_requests": requested_reviews(project),
         "disagreements": disagreements(project),
         "label_errors": likely_label_errors(project),
         "rulings": recent_rulings(project),

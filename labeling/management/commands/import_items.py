@@ -8,10 +8,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.importing import ImportFailed, import_items
+from labeling.import_jobs import import_now
+from labeling.importing import ImportFailed, ImportOptions
 from labeling.models import Project
 from labeling.parsers import FORMATS, Columns, ParseError, guess_format
-from modeling.scheduling import request_retrain
 
 
 def find_project(reference: str) -> Project:
@@ -58,13 +58,13 @@ class Command(BaseCommand):
         )
         try:
             with path.open("rb") as stream:
-                report = import_items(project, stream, fmt, columns)
+                _, report = import_now(
+                    project, None, stream, path.name, fmt, ImportOptions(columns)
+                )
         except ImportFailed as exc:
             raise CommandError(str(exc)) from exc
         for rejection in report.rejections:
             self.stderr.write(f"line {rejection.line}: {rejection.reason}")
         if report.rejected > len(report.rejections):
             self.stderr.write(f"... and {report.rejected - len(report.rejections)} more")
-        if report.imported:
-            request_retrain(project)
         self.stdout.write(report.summary())
