@@ -1,7 +1,8 @@
 """Items page queries on a large project: p50 and p99 ms per query, PostgreSQL and SQLite.
 
 The project holds `--items` items (default 100,000); a third are answered once by one of four
-annotators, one in twenty twice with a disagreement, and one in fifty is ruled. Each query is
+annotators, one in twenty twice with a disagreement, one in fifty is ruled, one in a hundred
+waits for review, and the items came in two imports (nine tenths, then a tenth). Each query is
 what the items page runs for one page (`labeling.item_browser.page_of` plus the page's final
 labels): the first page, a later page by cursor, a text search, each state filter, a final
 label (which reads the whole project's labels), an annotator, the queue order, and what asks
@@ -49,6 +50,7 @@ QUERIES: dict[str, dict[str, str]] = {
     "skipped": {"state": "skipped"},
     "disputed": {"state": "disputed"},
     "ruled": {"state": "ruled"},
+    "sent to review": {"state": "sent_to_review"},
     "annotator": {"annotator": "annotator-2"},
     "final label": {"label": "sports"},
     "queue order": {"sort": "queue"},
@@ -128,6 +130,8 @@ def run_backend(args: argparse.Namespace) -> Result:
             **QUERIES,
             "second page": {"after": str(_second_page_cursor(project))},
             "more like this": {"like": str(project.items.order_by("pk")[500].pk)},
+            # The newer of the two imports: the last tenth of the items.
+            "imported batch": {"batch": str(project.import_jobs.order_by("-pk")[0].pk)},
         }
         for name, params in queries.items():
             timing = _time_query(project, name, params, args.repeats)
@@ -165,9 +169,23 @@ def _seed(count: int) -> Project:
     from django.contrib.auth.models import User
     from django.db import connection
 
-    from labeling.models import Adjudication, Annotation, Item, Project, QueueEntry, content_hash
+    from labeling.models import (
+        Adjudication,
+        Annotation,
+        ImportJob,
+        Item,
+        Project,
+        QueueEntry,
+        ReviewRequest,
+        content_hash,
+    )
 
     project = Project.objects.create(name="Items page bench", overlap=2)
+    # Two imports: nine tenths of the items, then the rest.
+    first, second = (
+        ImportJob.objects.create(project=project, file_name=name, status=ImportJob.Status.DONE)
+        for name in ("first.csv", "second.csv")
+    )
     labels = project.set_labels(LABEL_NAMES)
     people = [User.objects.create_user(f"annotator-{n}") for n in range(4)]
     words = ["quarterly earnings", "late goal", "new chip", "peace talks", "rain delay"]
@@ -178,6 +196,7 @@ def _seed(count: int) -> Project:
                 text=f"Item {n}: a story about {words[n % 5]} number {n % 977}.",
                 content_hash=content_hash(f"item {n}"),
                 answer_count=(2 if n % 20 == 0 else 1) if n % 3 == 0 else 0,
+                import_job=first if n < count * 9 // 10 else second,
             )
             for n in range(count)
         ),
@@ -208,6 +227,10 @@ def _seed(count: int) -> Project:
     )
     Adjudication.labels.through.objects.bulk_create(
         (Adjudication.labels.through(adjudication_id=r.pk, label_id=labels[1].pk) for r in rulings),
+        batch_size=2000,
+    )
+    ReviewRequest.objects.bulk_create(
+        (ReviewRequest(item=item, note="check") for n, item in enumerate(items) if n % 100 == 7),
         batch_size=2000,
     )
     QueueEntry.objects.bulk_create(

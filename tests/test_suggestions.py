@@ -225,6 +225,7 @@ def test_alice_reads_on_the_project_page_where_suggestions_are_shown(
     page = client_for(alice).get(f"/projects/{topics.pk}/").content.decode()
 
     assert "Items the model picked: not shown yet" in page
+    assert "no confidence was right 4 in 5 over its 30 answers" in page
     assert "Random controls: shown from 85% sure" in page
 
 

@@ -11,10 +11,9 @@ from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from labeling.importing import import_items
+from labeling.import_jobs import import_now
+from labeling.importing import ImportOptions
 from labeling.models import Project, Role
-from labeling.parsers import Columns
-from modeling.scheduling import request_retrain
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "support_messages.txt"
 DEMO_PROJECT = "Support inbox (demo)"
@@ -46,13 +45,11 @@ class Command(BaseCommand):
             )
             if created:
                 project.set_labels(DEMO_LABELS)
+                # A recorded batch, as a lead's upload is; the import asks for the first retrain.
                 with DEMO_FILE.open("rb") as stream:
-                    import_items(project, stream, "txt", Columns())
+                    import_now(project, lead, stream, DEMO_FILE.name, "txt", ImportOptions())
             project.add_member(lead, Role.LEAD)
             project.add_member(users.get(username="annotator"), Role.ANNOTATOR)
-            if created:
-                # The worker embeds the demo items and ranks a first, diverse queue.
-                request_retrain(project)
         self.stdout.write(f"Demo project: {project.name} ({project.items.count()} items)")
         for username, password in passwords.items():
             self.stdout.write(f"  log in as {username:<10} password {password}")
