@@ -6,6 +6,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import User
+from django.db.models import F
 from django.http import Http404, HttpRequest
 from django_htmx.middleware import HtmxDetails
 
@@ -28,11 +29,16 @@ class AuthedRequest(HttpRequest):
 
 def project_for(user: User, project_id: int, roles: Collection[str] = ANY_ROLE) -> Project:
     """The project if the user holds one of the roles in it; Http404 for everyone else."""
-    project = Project.objects.filter(
-        pk=project_id, memberships__user_id=user.pk, memberships__role__in=list(roles)
-    ).first()
+    project = (
+        Project.objects.filter(
+            pk=project_id, memberships__user_id=user.pk, memberships__role__in=list(roles)
+        )
+        .annotate(viewer_role=F("memberships__role"))
+        .first()
+    )
     if project is None:
         raise Http404("No such project.")
+    project.note_role(user, project.viewer_role)
     return project
 
 

@@ -196,17 +196,26 @@ class Project(models.Model):
         return self.name
 
     def role_of(self, user: User) -> str | None:
-        """The user's role in this project, or None for outsiders."""
+        """The user's role in this project, or None for outsiders (read once per project
+        object; `labeling.access.project_for` notes the role it checked)."""
         if not user.is_authenticated:
             return None
-        membership = self.memberships.filter(user=user).first()
-        return membership.role if membership else None
+        known: dict[int, str | None] = self.__dict__.setdefault("_known_roles", {})
+        if user.pk not in known:
+            membership = self.memberships.filter(user=user).first()
+            known[user.pk] = membership.role if membership else None
+        return known[user.pk]
+
+    def note_role(self, user: User, role: str) -> None:
+        """Remember the user's role, as read with the project."""
+        self.__dict__.setdefault("_known_roles", {})[user.pk] = role
 
     def add_member(self, user: User, role: str) -> Membership:
         """Add the user with this role, or change the role of an existing member.
 
         The project keeps at least one lead: demoting the only one is refused.
         """
+        self.__dict__.pop("_known_roles", None)
         with transaction.atomic():
             if role != Role.LEAD:
                 self._keep_a_lead_besides(user, "demoted")
@@ -221,6 +230,7 @@ class Project(models.Model):
         Their answers stay, attributed to them, in training, exports and the people page; the
         items they held go back to the pool at once.
         """
+        self.__dict__.pop("_known_roles", None)
         with transaction.atomic():
             self._keep_a_lead_besides(user, "removed")
             Lease.objects.filter(project=self, annotator=user).delete()
