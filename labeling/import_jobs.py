@@ -64,22 +64,25 @@ def import_now(
 
     ImportFailed (after the failure is recorded) leaves the project as it was.
     """
-    job = ImportJob.objects.create(
-        project=project,
-        requested_by=user,
-        file_name=file_name[:255],
-        format=fmt,
-        options=options.to_json(),
-        status=ImportJob.Status.RUNNING,
-    )
+    record = {
+        "project": project,
+        "requested_by": user,
+        "file_name": file_name[:255],
+        "format": fmt,
+        "options": options.to_json(),
+    }
     read = _BytesRead()
     try:
-        # The record of the batch commits with its items, or not at all.
+        # The record of the batch commits with its items, or not at all: a process that dies
+        # mid-import leaves no job "running" for ever.
         with transaction.atomic():
+            job = ImportJob.objects.create(**record, status=ImportJob.Status.RUNNING)
             report = _import(job, stream, options, read)
             _finish(job, report, read.count)
     except (ImportFailed, ParseError) as exc:
-        _fail(job.pk, str(exc))
+        ImportJob.objects.create(
+            **record, status=ImportJob.Status.FAILED, error=str(exc), finished_at=timezone.now()
+        )
         raise
     if report.imported:
         request_retrain(project)

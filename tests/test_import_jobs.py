@@ -25,8 +25,8 @@ from django.test import Client
 from django.urls import reverse
 from pytest_django import Settings
 
-from labeling.import_jobs import run_import_job
-from labeling.importing import BATCH_SIZE
+from labeling.import_jobs import import_now, run_import_job
+from labeling.importing import BATCH_SIZE, ImportOptions
 from labeling.models import ImportJob, Item, Project, Role, content_hash
 from modeling.models import ModelState
 from tests.conftest import client_for, make_project, make_user, token_client
@@ -357,3 +357,36 @@ def test_only_the_projects_leads_see_its_imports(
     bad = client_for(alice).get(reverse("project_items", args=[project.pk]), {"batch": "abc"})
     assert bad.status_code == 400
     assert b"batch must be a whole number" in bad.content
+
+
+def test_an_inline_import_that_fails_is_recorded_failed_and_keeps_nothing(
+    project: Project, alice: User
+) -> None:
+    items_before = project.items.count()
+
+    answered = upload(client_for(alice), project, "header.csv", b"text,label\n")
+
+    assert b"only a header row" in answered.content
+    job = ImportJob.objects.get(project=project)
+    assert (job.status, job.file_name, job.imported) == ("failed", "header.csv", 0)
+    assert "only a header row" in job.error
+    assert job.finished_at is not None
+    assert project.items.count() == items_before
+
+
+def test_an_inline_import_stopped_half_way_leaves_no_job_running(
+    project: Project, alice: User
+) -> None:
+    items_before = project.items.count()
+
+    def read_then_stop() -> Iterator[bytes]:
+        """A file's lines, as a stream gives them, until the process goes away."""
+        yield b"text\n"
+        yield from (f"review {n}\n".encode() for n in range(3 * BATCH_SIZE))
+        raise ConnectionResetError("the process went away")  # as a killed request would
+
+    with pytest.raises(ConnectionResetError):
+        import_now(project, alice, read_then_stop(), "cut.csv", "csv", ImportOptions())
+
+    assert not ImportJob.objects.filter(project=project).exists()
+    assert project.items.count() == items_before
