@@ -263,8 +263,16 @@ def model_guess(project: Project, item: Item) -> tuple[list[int], float] | None:
 
     The ranked queue's entry comes first (it is read with the item); an item outside it (a
     random control, an item past the ranked top) takes the newest version's stored
-    prediction, so annotators get a suggestion there too.
+    prediction, so annotators get a suggestion there too. Read once per item object: serving
+    an item and then showing its suggestion ask for the same guess.
     """
+    if "_model_guess" not in item.__dict__:
+        item.__dict__["_model_guess"] = _read_guess(project, item)
+    guess: tuple[list[int], float] | None = item.__dict__["_model_guess"]
+    return guess
+
+
+def _read_guess(project: Project, item: Item) -> tuple[list[int], float] | None:
     entry: QueueEntry | None
     if Item.queue_entry.is_cached(item):  # the queue read it (or its absence) with the item
         entry = getattr(item, "queue_entry", None)
