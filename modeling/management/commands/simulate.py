@@ -55,6 +55,8 @@ def _fine_tunes(options: dict[str, Any], data: _Texts) -> Adaptation:
         epochs=options["epochs"],
         warm_start_epochs=options["warm_epochs"],
         min_steps=options["min_steps"],
+        learning_rate=options["learning_rate"],
+        head_learning_rate=options["head_learning_rate"],
         device=options["device"],
     )
     return AdaptingFineTunes(
@@ -163,6 +165,18 @@ class Command(BaseCommand):
             type=int,
             default=FineTuneConfig.min_steps,
             help="finetune: optimizer steps each fine-tune takes at least",
+        )
+        parser.add_argument(
+            "--learning-rate",
+            type=float,
+            default=FineTuneConfig.learning_rate,
+            help="finetune: peak learning rate of the encoder's weights",
+        )
+        parser.add_argument(
+            "--head-learning-rate",
+            type=float,
+            default=FineTuneConfig.head_learning_rate,
+            help="finetune: peak learning rate of the linear layer",
         )
         parser.add_argument(
             "--finetune-growth",
