@@ -82,7 +82,8 @@ class SweepLostRetrains(bootsteps.StartStopStep):
     """Every SIFT_SWEEP_SECONDS (15), have lost retrains sent again: a run whose worker died
     (no heartbeat for 10 s), and a request no run took up for five minutes. With the step
     above, a lost retrain resumes within a minute whatever the broker did, even when the
-    broker restarted empty and no message is left to redeliver."""
+    broker restarted empty and no message is left to redeliver. The same sweep sends again
+    the scoring shards of a fine-tuned version whose worker died or whose message was lost."""
 
     requires = {"celery.worker.components:Timer"}
 

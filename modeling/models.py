@@ -143,6 +143,55 @@ def store_phrase_vector(
     cache.set(key, np.asarray(vector, dtype="<f4").tobytes(), PHRASE_VECTOR_SECONDS)
 
 
+# Shards of one version that show no sign of life (none beating, none finished, none sent) for
+# this long while some were never started: their messages are taken to be lost and sent again.
+SHARD_PATIENCE = timedelta(minutes=5)
+# A shard is sent at most this many times: one that fails every time is left to the logs.
+SHARD_SENDS = 4
+
+
+class ScoringShardManager(models.Manager["ScoringShard"]):
+    def take_lost(self, now: datetime | None = None) -> list[tuple[int, int, int]]:
+        """Shards to send again, as (project id, version number, index): a started shard
+        whose worker stopped beating, and the unstarted shards of a version none of whose
+        shards showed life for SHARD_PATIENCE (the broker lost their messages). A worker
+        working through the shards one by one keeps the version alive, so a shard merely
+        waiting its turn is not sent twice. Each is stamped, so workers sweeping together send
+        it once, and a dead one is sent again at most every RESEND_DEAD_RUN_AFTER, SHARD_SENDS
+        times in all."""
+        now = now or timezone.now()
+        taken = []
+        with transaction.atomic():
+            unfinished = list(
+                self.select_for_update(skip_locked=True).filter(
+                    finished_at=None, sends__lt=SHARD_SENDS
+                )
+            )
+            versions = {(shard.project_id, shard.version_number) for shard in unfinished}
+            alive = {version: self._last_sign_of_life(*version) for version in versions}
+            for shard in unfinished:
+                recently_sent = shard.sent_at and now - shard.sent_at < RESEND_DEAD_RUN_AFTER
+                if shard.heartbeat_at is not None:
+                    lost = now - shard.heartbeat_at >= HEARTBEAT_STALE and not recently_sent
+                else:
+                    last = alive[(shard.project_id, shard.version_number)]
+                    lost = last is None or now - last >= SHARD_PATIENCE
+                if lost:
+                    shard.sent_at = now
+                    shard.sends += 1
+                    shard.save(update_fields=["sent_at", "sends"])
+                    taken.append((shard.project_id, shard.version_number, shard.index))
+        return taken
+
+    def _last_sign_of_life(self, project_id: int, version_number: int) -> datetime | None:
+        signs = self.filter(project_id=project_id, version_number=version_number).aggregate(
+            beat=models.Max("heartbeat_at"),
+            finished=models.Max("finished_at"),
+            sent=models.Max("sent_at"),
+        )
+        return max((sign for sign in signs.values() if sign is not None), default=None)
+
+
 class ScoringShard(models.Model):
     """One slice of a project's items that a worker embeds and scores for a promoted fine-tuned
     version; the queue is written once, by whichever shard finishes last (a fan-in through the
@@ -157,6 +206,12 @@ class ScoringShard(models.Model):
     scored_ids = models.BinaryField(default=b"")
     probabilities = models.BinaryField(default=b"")
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When its task was last sent, and the last sign of life of a worker scoring it.
+    sent_at = models.DateTimeField(null=True, blank=True)
+    sends = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScoringShardManager()
 
     class Meta:
         constraints = [

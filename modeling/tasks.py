@@ -50,7 +50,8 @@ def embed_phrase(project_id: int, encoder: str, phrase: str) -> None:
 @shared_task(acks_late=True)
 def resume_retrains(requested_before: str | None = None) -> list[int]:
     """Send again the retrains a broker outage or a dead worker lost (requests from before
-    `requested_before`, by default those waiting longer than patience); see config/celery.py."""
+    `requested_before`, by default those waiting longer than patience), and the scoring shards
+    a dead worker or the broker lost; see config/celery.py."""
     before = (
         datetime.fromisoformat(requested_before)
         if requested_before
@@ -59,4 +60,5 @@ def resume_retrains(requested_before: str | None = None) -> list[int]:
     lost = ModelState.objects.take_lost_work(before)
     for project_id, task_id in lost:
         ModelState.objects.send_retrain(project_id, task_id)
+    rescoring.resend_lost_shards()
     return [project_id for project_id, _ in lost]

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from config.celery import enqueue
@@ -26,6 +28,7 @@ from modeling.core.finetuning import FineTunedClassifier
 from modeling.core.strategies import BaldStrategy, QueryStrategy
 from modeling.models import ModelState, ModelVersion, ScoringShard
 from modeling.services.embeddings import Space, adapted_space, adopt_space, ensure_embeddings
+from modeling.services.heartbeat import Heartbeat
 from modeling.services.queue_ranking import rank_queue, strategy_for
 from modeling.services.queue_writer import replace_queue
 from modeling.services.training_data import pool_rows, training_set
@@ -63,7 +66,7 @@ def rescore_pool(project_id: int, version_number: int) -> None:
         project=project, version_number=version.number, finished_at=None
     )
     for shard in unfinished:
-        enqueue(SCORE_SHARD, project.pk, version.number, shard.index, on_broker_down=_broker_down)
+        _send_shard(project.pk, version.number, shard.index)
     log.info("Project %s: v%s scores its pool in %s shards", project.pk, version, len(chunks))
 
 
@@ -76,30 +79,59 @@ def score_shard(project_id: int, version_number: int, index: int) -> None:
     if project is None or version is None or shard is None:
         return
     if shard.finished_at is None:
-        started = time.perf_counter()
-        labels = list(project.labels.all())
-        classifier = load_version(project, version, len(labels))
-        space = _space(project, version)
-        ids, vectors = ensure_embeddings(project, space=space, only=shard.ids())
-        pool = pool_rows(project, ids)
-        pool_ids = ids[pool]
-        if not len(pool_ids):
-            probabilities = np.zeros((0, len(labels)))
-        elif space is not None:
-            probabilities = classifier.predict_proba_from_embeddings(vectors[pool])
-        else:
-            texts = dict(Item.objects.filter(pk__in=pool_ids.tolist()).values_list("id", "text"))
-            pool_ids = np.array([i for i in pool_ids.tolist() if i in texts], dtype=np.int64)
-            pool_texts = np.array([texts[int(i)] for i in pool_ids], dtype=object)
-            probabilities = classifier.predict_proba(pool_texts)
-        ScoringShard.objects.filter(pk=shard.pk, finished_at=None).update(
-            scored_ids=pool_ids.astype("<i8").tobytes(),
-            probabilities=np.ascontiguousarray(probabilities, dtype="<f8").tobytes(),
-            finished_at=timezone.now(),
-        )
-        version.score_seconds += time.perf_counter() - started
-        ModelVersion.objects.filter(pk=version.pk).update(score_seconds=version.score_seconds)
+        with Heartbeat(partial(_beat, shard.pk), name=f"shard-{shard.pk}-heartbeat"):
+            _score(project, version, shard)
     _rank_when_complete(project, version)
+
+
+def resend_lost_shards() -> list[tuple[int, int, int]]:
+    """Send again the shards whose worker died or whose message the broker lost (see
+    ``ScoringShard.objects.take_lost``); the sweep every worker runs calls this."""
+    lost = ScoringShard.objects.take_lost()
+    for project_id, version_number, index in lost:
+        log.warning("Sending shard %s of project %s v%s again", index, project_id, version_number)
+        _send_shard(project_id, version_number, index, stamped=True)
+    return lost
+
+
+def _send_shard(project_id: int, version_number: int, index: int, stamped: bool = False) -> None:
+    if not stamped:
+        ScoringShard.objects.filter(
+            project_id=project_id, version_number=version_number, index=index
+        ).update(sent_at=timezone.now(), sends=F("sends") + 1)
+    enqueue(SCORE_SHARD, project_id, version_number, index, on_broker_down=_broker_down)
+
+
+def _beat(shard_pk: int) -> None:
+    ScoringShard.objects.filter(pk=shard_pk, finished_at=None).update(heartbeat_at=timezone.now())
+
+
+def _score(project: Project, version: ModelVersion, shard: ScoringShard) -> None:
+    """Embed and score the shard's items and store their probabilities in it."""
+    _beat(shard.pk)
+    started = time.perf_counter()
+    labels = list(project.labels.all())
+    classifier = load_version(project, version, len(labels))
+    space = _space(project, version)
+    ids, vectors = ensure_embeddings(project, space=space, only=shard.ids())
+    pool = pool_rows(project, ids)
+    pool_ids = ids[pool]
+    if not len(pool_ids):
+        probabilities = np.zeros((0, len(labels)))
+    elif space is not None:
+        probabilities = classifier.predict_proba_from_embeddings(vectors[pool])
+    else:
+        texts = dict(Item.objects.filter(pk__in=pool_ids.tolist()).values_list("id", "text"))
+        pool_ids = np.array([i for i in pool_ids.tolist() if i in texts], dtype=np.int64)
+        pool_texts = np.array([texts[int(i)] for i in pool_ids], dtype=object)
+        probabilities = classifier.predict_proba(pool_texts)
+    ScoringShard.objects.filter(pk=shard.pk, finished_at=None).update(
+        scored_ids=pool_ids.astype("<i8").tobytes(),
+        probabilities=np.ascontiguousarray(probabilities, dtype="<f8").tobytes(),
+        finished_at=timezone.now(),
+    )
+    version.score_seconds += time.perf_counter() - started
+    ModelVersion.objects.filter(pk=version.pk).update(score_seconds=version.score_seconds)
 
 
 def _rank_when_complete(project: Project, version: ModelVersion) -> None:
