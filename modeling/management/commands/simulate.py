@@ -57,6 +57,8 @@ def _fine_tunes(options: dict[str, Any], data: _Texts) -> Adaptation:
         min_steps=options["min_steps"],
         learning_rate=options["learning_rate"],
         head_learning_rate=options["head_learning_rate"],
+        validation_fraction=options["validation_fraction"],
+        head_C=options["start_head_c"],
         device=options["device"],
     )
     return AdaptingFineTunes(
@@ -171,6 +173,18 @@ class Command(BaseCommand):
             type=float,
             default=FineTuneConfig.learning_rate,
             help="finetune: peak learning rate of the encoder's weights",
+        )
+        parser.add_argument(
+            "--validation-fraction",
+            type=float,
+            default=FineTuneConfig.validation_fraction,
+            help="finetune: share of the labels held out for early stopping (0: none)",
+        )
+        parser.add_argument(
+            "--start-head-c",
+            type=float,
+            default=FineTuneConfig.head_C,
+            help="finetune: inverse regularization of the head the linear layer starts from",
         )
         parser.add_argument(
             "--head-learning-rate",
