@@ -10,11 +10,14 @@ import json
 from io import StringIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from modeling.core.finetuning import AdaptingFineTunes, FineTuneConfig
 from modeling.core.strategies import DEFAULT_STRATEGY
+from modeling.management.commands.simulate import MODELS, Command, _Texts
 from tests.fixtures import csv_rows
 
 SUBJECTS = ("The striker", "Our goalkeeper", "The home team", "The coach", "A young winger")
@@ -179,6 +182,32 @@ def test_it_replays_the_live_loop_fine_tuning_as_labels_grow(tmp_path: Path):
     rows = csv_rows(tmp_path / "out" / "curves.csv")
     assert [row["labels"] for row in rows] == ["6", "12"]
     assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)
+
+
+def test_the_fine_tunes_take_the_learning_rates_and_schedule_given_on_the_command_line(
+    tmp_path: Path,
+):
+    """What the learning-rate check in the README varies reaches each fine-tune's config."""
+    arguments = [
+        "--train", "t.csv", "--out", str(tmp_path), "--model", "finetune",
+        "--learning-rate", "2e-5", "--min-steps", "160", "--validation-fraction", "0",
+        "--start-head-c", "30",
+    ]  # fmt: skip
+    options = vars(Command().create_parser("manage.py", "simulate").parse_args(arguments))
+    texts = np.array(["a", "b"], dtype=object)
+
+    fine_tunes = MODELS["finetune"](options, _Texts(texts, texts, np.array([0, 1])))
+
+    assert isinstance(fine_tunes, AdaptingFineTunes)
+    config = fine_tunes.factory.config
+    assert (config.learning_rate, config.min_steps) == (2e-5, 160)
+    assert (config.validation_fraction, config.head_C) == (0.0, 30.0)
+    defaults = vars(
+        Command().create_parser("manage.py", "simulate").parse_args(["--train", "t", "--out", "o"])
+    )
+    by_default = MODELS["finetune"](defaults, _Texts(texts, texts, np.array([0, 1])))
+    assert isinstance(by_default, AdaptingFineTunes)
+    assert by_default.factory.config == FineTuneConfig(epochs=3, warm_start_epochs=1)
 
 
 def test_a_file_with_one_class_cannot_train_a_classifier(tmp_path: Path):
