@@ -16,8 +16,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from labeling.models import Item, QueueEntry, Role
-from modeling.models import SHARD_SENDS, ScoringShard
+from labeling.models import Item, Project, QueueEntry, Role
+from modeling.models import SHARD_SENDS, ModelVersion, ScoringShard
 from modeling.services import finetune as finetune_service
 from modeling.services import rescoring
 from modeling.services.embeddings import SPACE_KEY
@@ -38,6 +38,20 @@ def sharded(
     return recorded_broker
 
 
+def fine_tuned(
+    alice: User, bob: User, encoder: Path, capture_on_commit: Callable[..., Any]
+) -> tuple[Project, ModelVersion]:
+    """Bob answered 40 of 60 items; a fine-tune on them is promoted and sends its shards."""
+    project = make_topics_project(alice, (bob, Role.ANNOTATOR), per_topic=30, encoder=str(encoder))
+    items = list(project.items.order_by("pk"))
+    for item in items[:20] + items[30:50]:
+        label(project, bob, item, topic_of(item))
+    with capture_on_commit(execute=True):
+        version = finetune_service.finetune(project.pk, "task-1")
+    assert version is not None
+    return project, version
+
+
 def test_the_queue_is_written_once_when_the_last_shard_is_scored(
     alice: User,
     bob: User,
@@ -45,17 +59,8 @@ def test_the_queue_is_written_once_when_the_last_shard_is_scored(
     sharded: RecordingBroker,
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
-    project = make_topics_project(
-        alice, (bob, Role.ANNOTATOR), per_topic=30, encoder=str(tiny_encoder)
-    )
-    items = list(project.items.order_by("pk"))
-    for item in items[:20] + items[30:50]:
-        label(project, bob, item, topic_of(item))
+    project, version = fine_tuned(alice, bob, tiny_encoder, django_capture_on_commit_callbacks)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        version = finetune_service.finetune(project.pk, "task-1")
-
-    assert version is not None
     assert version.promoted
     shard_tasks = [args for name, args in sharded.sent if name == rescoring.SCORE_SHARD]
     assert shard_tasks == [(project.pk, version.number, index) for index in range(4)]
@@ -91,15 +96,7 @@ def test_a_shard_whose_worker_died_or_whose_message_was_lost_is_sent_again_by_th
     sharded: RecordingBroker,
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
-    project = make_topics_project(
-        alice, (bob, Role.ANNOTATOR), per_topic=30, encoder=str(tiny_encoder)
-    )
-    items = list(project.items.order_by("pk"))
-    for item in items[:20] + items[30:50]:
-        label(project, bob, item, topic_of(item))
-    with django_capture_on_commit_callbacks(execute=True):
-        version = finetune_service.finetune(project.pk, "task-1")
-    assert version is not None
+    project, version = fine_tuned(alice, bob, tiny_encoder, django_capture_on_commit_callbacks)
     shards = ScoringShard.objects.filter(project=project, version_number=version.number)
     assert [shard.sends for shard in shards.order_by("index")] == [1, 1, 1, 1]
 
@@ -138,15 +135,7 @@ def test_a_shard_that_fails_every_time_is_sent_a_few_times_then_left_to_the_logs
     sharded: RecordingBroker,
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
-    project = make_topics_project(
-        alice, (bob, Role.ANNOTATOR), per_topic=30, encoder=str(tiny_encoder)
-    )
-    items = list(project.items.order_by("pk"))
-    for item in items[:20] + items[30:50]:
-        label(project, bob, item, topic_of(item))
-    with django_capture_on_commit_callbacks(execute=True):
-        version = finetune_service.finetune(project.pk, "task-1")
-    assert version is not None
+    project, version = fine_tuned(alice, bob, tiny_encoder, django_capture_on_commit_callbacks)
     shards = ScoringShard.objects.filter(project=project, version_number=version.number)
     sends = 0
     for _ in range(10):
