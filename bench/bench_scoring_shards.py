@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 import time
 from contextlib import ExitStack
@@ -32,6 +33,8 @@ from bench.harness import REPO_ROOT, add_postgres_url, announce, migrated_databa
 
 DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 AG_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
+SHARD_TIME = re.compile(r"shard \d+/\d+ of v\d+ scored in ([\d.]+) s")
+RANKING_TIME = re.compile(r"ranked a pool of \d+ in ([\d.]+) s")
 
 
 def _texts(count: int, labeled: int) -> list[dict[str, str]]:
@@ -118,6 +121,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         QueueEntry.objects.filter(project=project).delete()
         env = {
             "SIFT_WORKER_NICENESS": "0",
+            "LOG_LEVEL": "INFO",  # the shards' and the ranking's times
             "OMP_NUM_THREADS": str(args.threads),
             "MKL_NUM_THREADS": str(args.threads),
         }
@@ -139,9 +143,21 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
                 "the queue ranked by the fine-tuned version",
             )
             seconds = time.perf_counter() - started
-        taken = [log.read_text().count("score_shard[") // 2 for log in logs]
-        print(f"{workers} worker(s): {seconds:.1f} s, shards per worker {taken}")
-        figures[f"{workers}_workers"] = {"seconds": round(seconds, 1), "shards_per_worker": taken}
+        texts = [log.read_text() for log in logs]
+        taken = [text.count("score_shard[") // 2 for text in texts]
+        shard_seconds = [float(s) for text in texts for s in SHARD_TIME.findall(text)]
+        ranking = [float(s) for text in texts for s in RANKING_TIME.findall(text)]
+        print(
+            f"{workers} worker(s): {seconds:.1f} s, shards per worker {taken}; "
+            f"each shard {', '.join(f'{s:.1f}' for s in shard_seconds)} s; "
+            f"the last one's ranking {', '.join(f'{s:.1f}' for s in ranking)} s"
+        )
+        figures[f"{workers}_workers"] = {
+            "seconds": round(seconds, 1),
+            "shards_per_worker": taken,
+            "shard_seconds": shard_seconds,
+            "ranking_seconds": ranking,
+        }
     if "1_workers" in figures and "2_workers" in figures:
         one = figures["1_workers"]["seconds"]  # type: ignore[index]
         two = figures["2_workers"]["seconds"]  # type: ignore[index]

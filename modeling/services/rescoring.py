@@ -130,8 +130,17 @@ def _score(project: Project, version: ModelVersion, shard: ScoringShard) -> None
         probabilities=np.ascontiguousarray(probabilities, dtype="<f8").tobytes(),
         finished_at=timezone.now(),
     )
-    version.score_seconds += time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    version.score_seconds += seconds
     ModelVersion.objects.filter(pk=version.pk).update(score_seconds=version.score_seconds)
+    log.info(
+        "Project %s: shard %s/%s of v%s scored in %.1f s",
+        project.pk,
+        shard.index + 1,
+        shard.total,
+        version.number,
+        seconds,
+    )
 
 
 def _rank_when_complete(project: Project, version: ModelVersion) -> None:
@@ -216,7 +225,15 @@ def _rank_and_write(
         np.random.default_rng(version.number),
         strategy or strategy_for(project),
     )
-    seconds += time.perf_counter() - started
+    ranking = time.perf_counter() - started
+    log.info(
+        "Project %s: v%s ranked a pool of %s in %.1f s",
+        project.pk,
+        version.number,
+        len(pool),
+        ranking,
+    )
+    seconds += ranking
     energy = meter.stop(seconds) if meter is not None else None
     price = float(settings.SIFT_PRICE_PER_DEVICE_HOUR)
     with transaction.atomic():
