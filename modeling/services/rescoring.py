@@ -1,9 +1,10 @@
 """Ranking the queue with a promoted fine-tuned version: re-embed every item in its adapted
 space, score the pool, write the queue once.
 
-A large pool is split into shards (``SIFT_SCORING_SHARD_ITEMS`` items each), each a task on the
-fine-tuning queue, so every worker there takes a part. Each shard stores its scores in the
-database; the shard that finishes last ranks the whole pool and writes the queue. Until then
+A large pool is split into shards (as many as ``SIFT_SCORING_SHARD_ITEMS`` items each would
+make, cut to about equal work by the texts' lengths), each a task on the fine-tuning queue, so
+every worker there takes a part. Each shard stores its scores in the database; the shard that
+finishes last ranks the whole pool and writes the queue. Until then
 the queue stays as it was: a half-scored pool never reaches annotators. A shard whose worker
 dies is redelivered (its task is acknowledged late), and running one twice changes nothing.
 """
@@ -11,6 +12,7 @@ dies is redelivered (its task is acknowledged late), and running one twice chang
 from __future__ import annotations
 
 import logging
+import math
 import time
 from functools import partial
 
@@ -19,12 +21,14 @@ import numpy.typing as npt
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from config.celery import enqueue
 from labeling.models import Item, Label, Project
 from modeling.core.energy import EnergyMeter
 from modeling.core.finetuning import FineTunedClassifier
+from modeling.core.sharding import balanced_slices
 from modeling.core.strategies import BaldStrategy, QueryStrategy
 from modeling.models import ModelState, ModelVersion, ScoringShard
 from modeling.services.embeddings import Space, adapted_space, adopt_space, ensure_embeddings
@@ -49,12 +53,17 @@ def rescore_pool(project_id: int, version_number: int) -> None:
     project, version = _promoted(project_id, version_number)
     if project is None or version is None:
         return
-    ids = list(Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True))
+    rows = list(
+        Item.objects.filter(project=project).order_by("pk").values_list("pk", Length("text"))
+    )
     size = settings.SIFT_SCORING_SHARD_ITEMS
-    if len(ids) <= size or project.strategy == "bald":
+    if len(rows) <= size or project.strategy == "bald":
         _rescore_whole(project, version)
         return
-    chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
+    ids = [pk for pk, _ in rows]
+    # As many shards as SIFT_SCORING_SHARD_ITEMS gives, cut to about equal work each.
+    parts = balanced_slices([length for _, length in rows], math.ceil(len(rows) / size))
+    chunks = [ids[part] for part in parts]
     for index, chunk in enumerate(chunks):
         ScoringShard.objects.get_or_create(
             project=project,
