@@ -50,10 +50,9 @@ def _texts(count: int, labeled: int) -> list[dict[str, str]]:
     with (DATASETS / "ag_news" / "train_sample_5k" / "train_sample.csv").open() as stream:
         for n, (text, label) in enumerate(csv.reader(stream)):
             add(text, AG_CLASSES[int(label)] if n < labeled else "")
-    for name in ("test.csv",):
-        with (DATASETS / "ag_news" / name).open() as stream:
-            for _, title, body in csv.reader(stream):
-                add(f"{title}. {body}")
+    with (DATASETS / "ag_news" / "test.csv").open() as stream:
+        for _, title, body in csv.reader(stream):
+            add(f"{title}. {body}")
     for name in ("train.csv", "test.csv"):
         with (DATASETS / "banking77" / name).open() as stream:
             for row in csv.DictReader(stream):

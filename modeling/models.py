@@ -167,14 +167,13 @@ class ScoringShardManager(models.Manager["ScoringShard"]):
                     finished_at=None, sends__lt=SHARD_SENDS
                 )
             )
-            versions = {(shard.project_id, shard.version_number) for shard in unfinished}
-            alive = {version: self._last_sign_of_life(*version) for version in versions}
+            alive = self._last_signs_of_life({shard.project_id for shard in unfinished})
             for shard in unfinished:
                 recently_sent = shard.sent_at and now - shard.sent_at < RESEND_DEAD_RUN_AFTER
                 if shard.heartbeat_at is not None:
                     lost = now - shard.heartbeat_at >= HEARTBEAT_STALE and not recently_sent
                 else:
-                    last = alive[(shard.project_id, shard.version_number)]
+                    last = alive.get((shard.project_id, shard.version_number))
                     lost = last is None or now - last >= SHARD_PATIENCE
                 if lost:
                     shard.sent_at = now
@@ -183,13 +182,24 @@ class ScoringShardManager(models.Manager["ScoringShard"]):
                     taken.append((shard.project_id, shard.version_number, shard.index))
         return taken
 
-    def _last_sign_of_life(self, project_id: int, version_number: int) -> datetime | None:
-        signs = self.filter(project_id=project_id, version_number=version_number).aggregate(
-            beat=models.Max("heartbeat_at"),
-            finished=models.Max("finished_at"),
-            sent=models.Max("sent_at"),
+    def _last_signs_of_life(self, project_ids: set[int]) -> dict[tuple[int, int], datetime | None]:
+        """Per (project, version): the newest beat, finish or send of any of its shards."""
+        rows = (
+            self.filter(project_id__in=project_ids)
+            .values("project_id", "version_number")
+            .annotate(
+                beat=models.Max("heartbeat_at"),
+                finished=models.Max("finished_at"),
+                sent=models.Max("sent_at"),
+            )
         )
-        return max((sign for sign in signs.values() if sign is not None), default=None)
+        return {
+            (row["project_id"], row["version_number"]): max(
+                (row[key] for key in ("beat", "finished", "sent") if row[key] is not None),
+                default=None,
+            )
+            for row in rows
+        }
 
 
 class ScoringShard(models.Model):

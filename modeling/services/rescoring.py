@@ -6,7 +6,8 @@ make, cut to about equal work by the texts' lengths), each a task on the fine-tu
 every worker there takes a part. Each shard stores its scores in the database; the shard that
 finishes last ranks the whole pool and writes the queue. Until then
 the queue stays as it was: a half-scored pool never reaches annotators. A shard whose worker
-dies is redelivered (its task is acknowledged late), and running one twice changes nothing.
+dies is redelivered (its task is acknowledged late), a shard the broker lost is sent again by
+the workers' sweep (``resend_lost_shards``), and running one twice changes nothing.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def rescore_pool(project_id: int, version_number: int) -> None:
     unfinished = ScoringShard.objects.filter(
         project=project, version_number=version.number, finished_at=None
     )
-    for shard in unfinished:
-        _send_shard(project.pk, version.number, shard.index)
+    indexes = list(unfinished.values_list("index", flat=True))
+    unfinished.update(sent_at=timezone.now(), sends=F("sends") + 1)
+    for index in indexes:
+        _send_shard(project.pk, version.number, index)
     log.info("Project %s: v%s scores its pool in %s shards", project.pk, version, len(chunks))
 
 
@@ -99,15 +102,12 @@ def resend_lost_shards() -> list[tuple[int, int, int]]:
     lost = ScoringShard.objects.take_lost()
     for project_id, version_number, index in lost:
         log.warning("Sending shard %s of project %s v%s again", index, project_id, version_number)
-        _send_shard(project_id, version_number, index, stamped=True)
+        _send_shard(project_id, version_number, index)
     return lost
 
 
-def _send_shard(project_id: int, version_number: int, index: int, stamped: bool = False) -> None:
-    if not stamped:
-        ScoringShard.objects.filter(
-            project_id=project_id, version_number=version_number, index=index
-        ).update(sent_at=timezone.now(), sends=F("sends") + 1)
+def _send_shard(project_id: int, version_number: int, index: int) -> None:
+    """Send one shard's task; the caller stamped the shard as sent."""
     enqueue(SCORE_SHARD, project_id, version_number, index, on_broker_down=_broker_down)
 
 
@@ -140,8 +140,8 @@ def _score(project: Project, version: ModelVersion, shard: ScoringShard) -> None
         finished_at=timezone.now(),
     )
     seconds = time.perf_counter() - started
-    version.score_seconds += seconds
-    ModelVersion.objects.filter(pk=version.pk).update(score_seconds=version.score_seconds)
+    # Shards finish side by side on several workers: add in the database, not in this copy.
+    ModelVersion.objects.filter(pk=version.pk).update(score_seconds=F("score_seconds") + seconds)
     log.info(
         "Project %s: shard %s/%s of v%s scored in %.1f s",
         project.pk,
