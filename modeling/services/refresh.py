@@ -81,7 +81,7 @@ def _refresh(project: Project) -> ModelVersion | None:
     metrics: VersionMetrics = {}
     held_out = None
     if not project.multi_label:
-        held_out = version_metrics.held_out_probabilities(labels, training, X)
+        held_out = version_metrics.held_out_probabilities(labels, training, X, classifier.fitted_C)
         metrics.update(version_metrics.cross_validation(labels, training, held_out))
     control = evaluation_set(project, labels)
     evaluation = version_metrics.evaluation(project, labels, classifier, control, ids, vectors)

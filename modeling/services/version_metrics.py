@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from labeling.models import Annotation, Item, Label, Project
-from modeling.core.classifiers import Classifier, HeadClassifier
+from modeling.core.classifiers import Classifier, HeadClassifier, choose_C
 from modeling.core.evaluation import (
     accuracy,
     bootstrap_ci,
@@ -67,11 +67,12 @@ MAX_KEPT_CURVES = 64
 
 
 def held_out_probabilities(
-    labels: list[Label], training: TrainingSet, X: npt.NDArray[np.float32]
+    labels: list[Label], training: TrainingSet, X: npt.NDArray[np.float32], C: float
 ) -> npt.NDArray[np.float64] | None:
-    """Each training label's class probabilities from a head that never saw it (5 folds)."""
+    """Each training label's class probabilities from a head that never saw it (5 folds),
+    regularized by ``C`` as the version's head is."""
     return out_of_fold_probabilities(
-        lambda: HeadClassifier(len(labels)), X, training.targets, rng=np.random.default_rng(0)
+        lambda: HeadClassifier(len(labels), C=C), X, training.targets, rng=np.random.default_rng(0)
     )
 
 
@@ -314,11 +315,11 @@ def _random_curve(
             and np.array_equal(targets[rows_of(item_ids, kept_ids)], kept_targets)
         ):
             return kept
+    X = vectors[rows_of(ids, item_ids)]
+    # One regularization for the whole curve, chosen on all its items: 80 fits stay 80.
+    C = choose_C(X, targets, len(labels))
     points = measure_random_curve(
-        vectors[rows_of(ids, item_ids)],
-        targets,
-        lambda: HeadClassifier(len(labels)),
-        np.random.default_rng(0),
+        X, targets, lambda: HeadClassifier(len(labels), C=C), np.random.default_rng(0)
     )
     _measured_curves.pop(key, None)
     while len(_measured_curves) >= MAX_KEPT_CURVES:  # the longest unmeasured goes

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from modeling.core.classifiers import HeadClassifier
+from modeling.core.classifiers import HEAD_C, HEAD_C_CANDIDATES, HeadClassifier, choose_C
 
 
 def blobs(n_per_class: int, n_classes: int, dim: int = 16, seed: int = 0):
@@ -61,8 +61,9 @@ def test_two_class_probabilities_match_scikit_learn():
     from sklearn.linear_model import LogisticRegression
 
     X, y, _ = blobs(30, 2)
-    ours = HeadClassifier(2, smoothing=0.0).fit(X, y).predict_proba(X)
-    reference = LogisticRegression(C=3.0, max_iter=200).fit(X, y).predict_proba(X)
+    head = HeadClassifier(2, smoothing=0.0).fit(X, y)
+    ours = head.predict_proba(X)
+    reference = LogisticRegression(C=head.fitted_C, max_iter=200).fit(X, y).predict_proba(X)
 
     np.testing.assert_allclose(ours, reference, atol=1e-6)
 
@@ -109,3 +110,44 @@ def test_it_trains_on_1000_and_scores_100k_embeddings_quickly():
     assert probabilities.shape == (100_000, 4)
     assert fit_seconds < 1.0
     assert predict_seconds < 1.0
+
+
+def _clusters(n_per_class: int, n_classes: int, *, noise: float, flipped: float, seed: int):
+    """Unit vectors around one random center per class, in MiniLM's 384 dimensions; a share
+    ``flipped`` of the labels is replaced by a random class (annotators who disagree)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_classes, 384))
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    X = centers[y] + noise * rng.normal(size=(len(y), 384))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = np.where(rng.random(len(y)) < flipped, rng.integers(0, n_classes, len(y)), y)
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_head_regularizes_fine_classes_less_than_noisy_broad_ones(seed):
+    # 50 intents with 3 labels each need sharp weights; two broad classes whose labels
+    # disagree 40% of the time need a firm hand. One fixed C cannot serve both.
+    many_X, many_y = _clusters(3, 50, noise=0.8, flipped=0.0, seed=seed)
+    noisy_X, noisy_y = _clusters(60, 2, noise=1.0, flipped=0.4, seed=seed)
+
+    many = HeadClassifier(50).fit(many_X, many_y)
+    noisy = HeadClassifier(2).fit(noisy_X, noisy_y)
+
+    assert many.fitted_C == choose_C(many_X, many_y, 50) == max(HEAD_C_CANDIDATES)
+    assert noisy.fitted_C == choose_C(noisy_X, noisy_y, 2) == min(HEAD_C_CANDIDATES)
+
+
+def test_with_few_labels_or_a_given_C_the_head_does_not_choose():
+    X, y, _ = blobs(10, 2)  # 20 labels: too few folds' worth to choose from
+
+    assert HeadClassifier(2).fit(X, y).fitted_C == HEAD_C
+    assert HeadClassifier(2, C=0.5).fit(X, y).fitted_C == 0.5
+    many_X, many_y = _clusters(3, 50, noise=0.8, flipped=0.0, seed=0)
+    assert HeadClassifier(50, C=1.0).fit(many_X, many_y).fitted_C == 1.0
+
+
+def test_the_same_labels_always_give_the_same_choice():
+    X, y = _clusters(4, 30, noise=0.8, flipped=0.1, seed=3)
+
+    assert len({choose_C(X, y, 30) for _ in range(3)}) == 1

@@ -24,8 +24,9 @@ class FineTuneConfig:
     """LP-FT (Kumar et al. 2022): before fine-tuning, fit the logistic head on the model's own
     embeddings of the training labels and start the linear layer from it, so step 0 predicts
     what the head predicts (mean pooling only)."""
-    head_C: float = 3.0
-    """Inverse regularization of that head: the live head's own value."""
+    head_C: float | None = None
+    """Inverse regularization of that head; None: chosen by cross-validation, as the live
+    head chooses it (:func:`~modeling.core.classifiers.choose_C`)."""
     min_steps: int = 40
     """Optimizer steps a run takes at least, whatever ``epochs`` says: with few labels an epoch
     is one step, and too few steps are what makes few-sample fine-tuning fail (Mosbach et al.

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +27,7 @@ from matplotlib.figure import Figure
 
 from labeling.parsers import Columns, ParseError, guess_format
 from modeling.core.cadence import FINETUNE_GROWTH, FINETUNE_MIN_LABELS
+from modeling.core.classifiers import HeadClassifier
 from modeling.core.encoders import PRECISIONS, TextEncoder
 from modeling.core.finetuning import AdaptingFineTunes, FineTuneConfig
 from modeling.core.simulation import (
@@ -181,10 +184,17 @@ class Command(BaseCommand):
             help="finetune: share of the labels held out for early stopping (0: none)",
         )
         parser.add_argument(
+            "--head-c",
+            type=_inverse_regularization,
+            default=None,
+            help="inverse regularization of the logistic head that ranks the pool, or auto "
+            "(the default: chosen by cross-validation at every fit, as the live head does)",
+        )
+        parser.add_argument(
             "--start-head-c",
-            type=float,
+            type=_inverse_regularization,
             default=FineTuneConfig.head_C,
-            help="finetune: inverse regularization of the head the linear layer starts from",
+            help="finetune: the same for the head the linear layer starts from (default: auto)",
         )
         parser.add_argument(
             "--head-learning-rate",
@@ -293,6 +303,7 @@ class Command(BaseCommand):
                     batch_size=options["batch_size"],
                     budget=options["budget"],
                     seed=options["first_seed"] + repeat,
+                    classifier_factory=functools.partial(HeadClassifier, C=options["head_c"]),
                     adaptation=(adaptation := MODELS[options["model"]](options, texts)),
                 )
                 curves[name].append(curve)
@@ -355,6 +366,19 @@ class Command(BaseCommand):
         if cached:
             self.stdout.write(f"Embeddings of {name} read from the cache.")
         return embeddings
+
+
+def _inverse_regularization(value: str) -> float | None:
+    """``--head-c``: a positive number, or auto (None: chosen by cross-validation)."""
+    if value == "auto":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not (number > 0 and math.isfinite(number)):
+        raise argparse.ArgumentTypeError(f"expected a positive number or auto, got {value!r}")
+    return number
 
 
 def _strategies(names: Sequence[str] | None) -> list[str]:
