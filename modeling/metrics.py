@@ -96,6 +96,7 @@ class Training(TypedDict, total=False):
 
 class VersionMetrics(TypedDict, total=False):
     cv_accuracy: float  # head only: cross-validated on the training labels
+    head_C: float  # head only: the inverse regularization its head chose (or was given)
     label_errors: list[list[Any]]  # [item id, predicted label id, confidence]
     evaluation: Evaluation
     labels_saved: LabelsSaved

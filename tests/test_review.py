@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from labeling.models import Adjudication, Item, Project, Role, imported_annotator
 from labeling.people import disagreements, likely_label_errors, recent_rulings
 from labeling.services import resolve_labels, submit_answer
+from modeling.core.classifiers import HEAD_C_CANDIDATES
 from modeling.models import ModelVersion
 from modeling.services.refresh import refresh_model
 from modeling.services.training_data import training_set
@@ -150,6 +151,7 @@ def test_a_retrain_finds_the_label_that_contradicts_the_rest(topics: Project, bo
 
     assert version is not None
     assert "cv_accuracy" in version.metrics
+    assert version.metrics["head_C"] in HEAD_C_CANDIDATES  # chosen on these labels
     suspects = likely_label_errors(topics, min_confidence=0.5)
     assert suspects, version.metrics.get("label_errors")
     first = suspects[0]

@@ -78,7 +78,7 @@ def _refresh(project: Project) -> ModelVersion | None:
         X, training.targets
     )
     train_seconds = time.perf_counter() - started
-    metrics: VersionMetrics = {}
+    metrics: VersionMetrics = {"head_C": classifier.fitted_C}
     held_out = None
     if not project.multi_label:
         held_out = version_metrics.held_out_probabilities(labels, training, X, classifier.fitted_C)

@@ -210,6 +210,24 @@ def test_the_fine_tunes_take_the_learning_rates_and_schedule_given_on_the_comman
     assert by_default.factory.config == FineTuneConfig(epochs=3, warm_start_epochs=1)
 
 
+def test_the_head_chooses_its_regularization_unless_one_is_given(tmp_path: Path):
+    """--head-c checks a regularization against the one the live head would choose."""
+
+    def head_c(*given: str) -> float | None:
+        arguments = ["--train", "t.csv", "--out", str(tmp_path), *given]
+        parsed = Command().create_parser("manage.py", "simulate").parse_args(arguments)
+        return vars(parsed)["head_c"]
+
+    assert head_c() is None and head_c("--head-c", "auto") is None  # chosen at every fit
+    assert head_c("--head-c", "30") == 30.0
+    train = write_dataset(tmp_path / "topics.csv")
+    for wrong in ("0", "-3", "strong", "nan", "inf"):
+        with pytest.raises(CommandError, match="expected a positive number or auto"):
+            simulate("--train", str(train), "--out", str(tmp_path), "--head-c", wrong)
+    simulate("--train", str(train), "--out", str(tmp_path / "given"), *SMALL_RUN, "--head-c", "3")
+    assert len(accuracies(tmp_path / "given")) == 4 * 2  # the default strategy and random
+
+
 def test_a_file_with_one_class_cannot_train_a_classifier(tmp_path: Path):
     train = write_dataset(tmp_path / "sport.csv", {"sport": TOPICS["sport"]})
 
