@@ -194,7 +194,7 @@ class Command(BaseCommand):
             "--start-head-c",
             type=_inverse_regularization,
             default=FineTuneConfig.head_C,
-            help="finetune: the same for the head the linear layer starts from (default: auto)",
+            help="finetune: the same for the head the linear layer starts from (default: 3)",
         )
         parser.add_argument(
             "--head-learning-rate",
