@@ -123,9 +123,8 @@ def _seed(args: argparse.Namespace) -> tuple[int, list[int], int]:
     from django.db import connection
 
     from labeling.models import Annotation, Item, Membership, Project, Role, content_hash
-    from modeling.core.encoders import DEFAULT_ENCODER_NAME
     from modeling.models import EmbeddingChunk
-    from modeling.services.embeddings import CHUNK_SIZE
+    from modeling.services.embeddings import CHUNK_SIZE, base_space
 
     rng = np.random.default_rng(0)
     user_model = get_user_model()
@@ -155,10 +154,12 @@ def _seed(args: argparse.Namespace) -> tuple[int, list[int], int]:
     vectors = centroids[classes] + NOISE * rng.standard_normal((args.items, DIMENSION))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = vectors.astype(np.float32)
+    # Under the space this worker's refresh reads (int8-marked on a CPU), or it embeds them all.
+    space = base_space(project).name
     chunks = (
         EmbeddingChunk.pack(
             project,
-            DEFAULT_ENCODER_NAME,
+            space,
             item_ids[start : start + CHUNK_SIZE],
             vectors[start : start + CHUNK_SIZE],
         )
