@@ -218,7 +218,8 @@ def test_the_head_chooses_its_regularization_unless_one_is_given(tmp_path: Path)
         parsed = Command().create_parser("manage.py", "simulate").parse_args(arguments)
         return vars(parsed)["head_c"]
 
-    assert head_c() is None and head_c("--head-c", "auto") is None  # chosen at every fit
+    assert head_c() is None  # chosen at every fit
+    assert head_c("--head-c", "auto") is None
     assert head_c("--head-c", "30") == 30.0
     train = write_dataset(tmp_path / "topics.csv")
     for wrong in ("0", "-3", "strong", "nan", "inf"):
